@@ -1,0 +1,101 @@
+"""In-memory labelled datasets and the train/val/test bundle every loader returns."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..errors import DataError
+
+__all__ = ["DatasetSplits", "LabeledDataset", "content_hash"]
+
+
+class LabeledDataset(Dataset):
+    """Inputs ``x`` (float tensor, N×…), labels ``y`` (int64, N), optional sub-labels and stable example ids.
+
+    ``ids`` are the examples' indices in the split they come from (the training set for forget/retain subsets),
+    so overlap between two subsets can be checked and requests can name examples by index.
+    Items are ``(x[i], y[i])``.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, sub: torch.Tensor | None = None,
+                 ids: torch.Tensor | None = None) -> None:
+        if x.shape[0] != y.shape[0]:
+            raise DataError(f"x has {x.shape[0]} rows but y has {y.shape[0]} labels; they must match")
+        self.x = x.float() if not x.is_floating_point() else x
+        self.y = y.long()
+        self.sub = sub.long() if sub is not None else None
+        self.ids = ids.long() if ids is not None else torch.arange(x.shape[0])
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.x[i], self.y[i]
+
+    def subset(self, idx: Sequence[int] | torch.Tensor | np.ndarray) -> "LabeledDataset":
+        """The rows at positions ``idx`` (ids are carried over, so subsets of subsets keep original ids)."""
+        t = torch.as_tensor(np.asarray(idx, dtype=np.int64))
+        return LabeledDataset(self.x[t], self.y[t], None if self.sub is None else self.sub[t], self.ids[t])
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x.shape[1:])
+
+
+def content_hash(*arrays: Any, extra: Any = None) -> str:
+    """SHA-256 (first 16 hex digits) of tensors/arrays and a JSON-able extra; stable across runs and platforms."""
+    h = hashlib.sha256()
+    for a in arrays:
+        arr = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+        arr = np.ascontiguousarray(arr)
+        h.update(str(arr.dtype).encode())
+        h.update(str(arr.shape).encode())
+        h.update(arr.tobytes())
+    if extra is not None:
+        h.update(json.dumps(extra, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class DatasetSplits:
+    """A dataset split into train/val/test, with its class names and a manifest carrying a content hash.
+
+    ``sub_names[c]`` lists the sub-class names of class ``c`` for datasets with sub-labels (``shapes``).
+    ``mean``/``std`` are per-channel statistics already applied to ``x`` (kept for users' own inputs).
+    """
+
+    name: str
+    train: LabeledDataset
+    val: LabeledDataset
+    test: LabeledDataset
+    class_names: list[str]
+    sub_names: dict[int, list[str]] | None = None
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.manifest.get("hash"):
+            self.manifest = dict(self.manifest)
+            self.manifest.setdefault("dataset", self.name)
+            self.manifest["sizes"] = {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+            self.manifest["hash"] = content_hash(self.train.x, self.train.y, self.val.x, self.val.y, self.test.x,
+                                                 self.test.y, extra={"name": self.name,
+                                                                     "classes": self.class_names})
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.train.input_shape
+
+    @property
+    def hash(self) -> str:
+        return str(self.manifest["hash"])

@@ -1,0 +1,80 @@
+"""Small pieces shared by several methods: re-batching, seeded loaders, cycling, BN handling, parameter filters."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from typing import Iterator
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+__all__ = ["batchnorm_eval", "cycle", "loader_seed", "make_generator", "rebatch", "weight_parameters"]
+
+_BN = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm)
+
+
+def make_generator(seed: int) -> torch.Generator:
+    g = torch.Generator()
+    g.manual_seed(int(seed))
+    return g
+
+
+def loader_seed(seed: int, salt: int) -> int:
+    """A distinct, reproducible seed per purpose (noise, impair, repair, ...) derived from the config seed."""
+    return (int(seed) * 1_000_003 + int(salt)) % (2**31 - 1)
+
+
+def rebatch(loader_or_dataset: DataLoader | Dataset, batch_size: int, *, shuffle: bool, seed: int = 0,
+            drop_last: bool = False) -> DataLoader:
+    """A new single-process DataLoader over the same dataset, with its own batch size and seeded order.
+
+    Under torch.distributed the dataset is sharded with a DistributedSampler (seeded, same order on all ranks).
+    """
+    from ..distributed import is_distributed
+
+    ds = loader_or_dataset.dataset if isinstance(loader_or_dataset, DataLoader) else loader_or_dataset
+    if is_distributed():
+        from torch.utils.data.distributed import DistributedSampler
+
+        sampler = DistributedSampler(ds, shuffle=shuffle, seed=seed, drop_last=drop_last)
+        return DataLoader(ds, batch_size=batch_size, sampler=sampler, drop_last=drop_last)
+    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
+                      generator=make_generator(seed) if shuffle else None)
+
+
+def cycle(loader: DataLoader) -> Iterator:
+    """Iterate over ``loader`` forever (re-shuffling each pass when the loader shuffles)."""
+    for epoch in itertools.count():
+        sampler = getattr(loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        yielded = False
+        for batch in loader:
+            yielded = True
+            yield batch
+        if not yielded:
+            raise ValueError("cannot cycle over an empty loader")
+
+
+@contextlib.contextmanager
+def batchnorm_eval(model: nn.Module) -> Iterator[None]:
+    """Keep normalisation layers in eval mode (running statistics frozen) while the rest trains."""
+    states = [(m, m.training) for m in model.modules() if isinstance(m, _BN)]
+    for m, _ in states:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, was in states:
+            m.train(was)
+
+
+def weight_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """Trainable weights of Linear/Conv layers (no biases, no normalisation parameters)."""
+    out = []
+    for mname, m in model.named_modules():
+        if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)) and m.weight.requires_grad:
+            out.append((f"{mname}.weight" if mname else "weight", m.weight))
+    return out
