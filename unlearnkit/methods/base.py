@@ -56,6 +56,10 @@ class UnlearnConfig:
 
     seed: int = field(default=0, metadata={"help": "Seed of every random choice the method makes."})
 
+    #: Field values that make the method a no-op (0 steps, lr 0, ...). The shared contract test checks that the
+    #: method then returns bit-identical weights. Every registered config must define it.
+    ZERO_STRENGTH: ClassVar[dict[str, Any] | None] = None
+
     def __post_init__(self) -> None:
         self.validate()
 

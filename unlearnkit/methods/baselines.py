@@ -8,6 +8,7 @@ Each baseline is a few epochs of SGD; its defaults follow the SalUn code's CIFAR
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -77,6 +78,7 @@ def _random_wrong_labels(y: torch.Tensor, num_classes: int, g: torch.Generator) 
 class FinetuneConfig(_SGDConfig):
     """Fine-tune on the retain set only (catastrophic forgetting of the forget set); Golatkar et al. 2020's FT."""
 
+    ZERO_STRENGTH: ClassVar[dict[str, Any]] = {"epochs": 0}
     epochs: int = field(default=5, metadata={"help": "Passes over the retain set."})
     lr: float = field(default=0.02, metadata={"help": "SGD learning rate."})
 
@@ -90,6 +92,7 @@ def finetune(model: nn.Module, data: UnlearnData, cfg: FinetuneConfig) -> Histor
 class GradientAscentConfig(_SGDConfig):
     """Gradient ascent on the forget loss only (NegGrad); Thudi et al. 2022 / Graves et al. 2021."""
 
+    ZERO_STRENGTH: ClassVar[dict[str, Any]] = {"lr": 0.0}
     epochs: int = field(default=3, metadata={"help": "Passes over the forget set."})
     lr: float = field(default=1e-3, metadata={"help": "SGD learning rate of the ascent."})
     momentum: float = field(default=0.0, metadata={"help": "SGD momentum."})
@@ -105,6 +108,7 @@ def gradient_ascent(model: nn.Module, data: UnlearnData, cfg: GradientAscentConf
 class RandomLabelConfig(_SGDConfig):
     """Fine-tune on the forget set with random wrong labels mixed with the retain set; Golatkar et al. 2020."""
 
+    ZERO_STRENGTH: ClassVar[dict[str, Any]] = {"epochs": 0}
     epochs: int = field(default=3, metadata={"help": "Passes over forget ∪ retain."})
     lr: float = field(default=0.01, metadata={"help": "SGD learning rate."})
 

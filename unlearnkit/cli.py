@@ -1,0 +1,419 @@
+"""The ``unlearnkit`` command: train, unlearn, evaluate and report on an embedded or user-supplied dataset.
+
+Subcommands: ``run`` (the main job), ``methods``, ``train``, ``unlearn``, ``evaluate``, ``report``.
+Every expected failure (bad request, bad data, missing or corrupt checkpoint, bad option) exits with status 2 and a
+single ``error: ...`` line, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from .errors import ConfigError, UnlearnError
+
+__all__ = ["main"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _console():  # noqa: ANN202 - rich is imported lazily to keep `unlearnkit --help` fast
+    from rich.console import Console
+
+    return Console(stderr=False, highlight=False)
+
+
+def _parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds must be comma-separated integers, e.g. 0,1,2; got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds must list at least one seed, each once; got {text!r}")
+    return seeds
+
+
+def _resolve_methods(text: str) -> list[str]:
+    from .methods.base import get_method, list_methods
+
+    if text.strip() == "all":
+        return [m for m in list_methods() if m != "retrain"]
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    if not names:
+        raise ConfigError("--methods is empty; pass 'all' or a comma-separated list (see `unlearnkit methods`)")
+    for n in names:
+        get_method(n)  # raises ConfigError listing the registered methods
+    return names
+
+
+def _git_info() -> dict[str, Any]:
+    root = Path(__file__).resolve().parent.parent
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=5).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    return {"sha": git("rev-parse", "HEAD"), "branch": git("rev-parse", "--abbrev-ref", "HEAD"),
+            "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+
+
+def _run_info(args: argparse.Namespace, exp: Any) -> dict[str, Any]:
+    import platform
+
+    import torch
+
+    from .checkpoints import package_versions
+
+    return {"command": "unlearnkit " + " ".join(sys.argv[1:]), "git": _git_info(), "versions": package_versions(),
+            "device": str(exp.device), "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+            "platform": platform.platform(), "dataset": exp.splits.manifest, "model": exp.model_spec(),
+            "recipe": exp.recipe.to_dict(), "seeds": args.seeds, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+def _fmt(summary: dict[str, Any], key: str, digits: int = 1) -> str:
+    v = summary["metrics"].get(key)
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    ci = summary["metrics"].get(f"{key}_ci95")
+    s = f"{v:.{digits}f}"
+    return f"{s} ± {ci:.{digits}f}" if ci is not None and not math.isnan(ci) else s
+
+
+TABLE_COLUMNS = [("forget_acc", "forget acc", 1), ("retain_acc", "retain acc", 1), ("test_acc", "test acc", 1),
+                 ("test_acc_remaining", "test acc (kept cls)", 1), ("mia_efficacy", "MIA-eff.", 1),
+                 ("mia_loss_auc", "loss AUC", 3), ("avg_gap", "avg gap", 2), ("seconds", "seconds", 2),
+                 ("rte", "RTE", 1)]
+
+
+def _print_table(summary: list[dict[str, Any]], title: str) -> None:
+    from rich.table import Table
+
+    cols = [c for c in TABLE_COLUMNS if any(c[0] in s["metrics"] for s in summary)]
+    t = Table(title=title)
+    t.add_column("method")
+    for _, head, _ in cols:
+        t.add_column(head, justify="right")
+    for s in summary:
+        if s.get("status") == "n/a":
+            t.add_row(s["method"], *(["n/a"] + [""] * (len(cols) - 1)))
+            continue
+        t.add_row(s["method"], *(_fmt(s, k, d) for k, _, d in cols))
+    _console().print(t)
+
+
+def _write_results(out: Path, results: dict[str, Any]) -> None:
+    from .checkpoints import atomic_write_text
+    from .distributed import is_main_process
+
+    if not is_main_process():
+        return
+    atomic_write_text(out / "results.json", json.dumps(results, indent=1, sort_keys=False, default=_json_default))
+
+
+def _json_default(o: Any) -> Any:
+    import numpy as np
+
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def _experiment(args: argparse.Namespace):  # noqa: ANN202
+    from .pipeline import Experiment
+
+    log = (lambda m: None) if args.quiet else (lambda m: _console().print(f"[dim]{m}[/dim]"))
+    return Experiment(args.dataset, args.model, data_seed=args.data_seed, cache_dir=args.cache_dir,
+                      device=args.device, progress=not args.quiet, log=log, label_column=args.label_column)
+
+
+def _record(method: str, request: str, seed: int, metrics: dict[str, Any], config: dict[str, Any] | None = None,
+            status: str = "ok", reason: str | None = None) -> dict[str, Any]:
+    rec: dict[str, Any] = {"method": method, "request": request, "seed": seed, "status": status}
+    if reason:
+        rec["reason"] = reason
+    if config is not None:
+        rec["config"] = config
+    plots = metrics.pop("_plots", None)
+    rec["metrics"] = metrics
+    if plots is not None:
+        rec["plots"] = plots
+    return rec
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# run
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .evaluation import EvalSets, Evaluator, summarize, write_report
+    from .methods.base import get_method
+    from .pipeline import parse_overrides
+
+    t_start = time.perf_counter()
+    seeds = args.seeds = _parse_seeds(args.seeds)
+    methods = _resolve_methods(args.methods)
+    overrides = parse_overrides(args.set)
+    for m in overrides:
+        if m not in methods:
+            raise ConfigError(f"--set names method {m!r}, which is not in --methods ({', '.join(methods)})")
+    exp = _experiment(args)
+    out = Path(args.out)
+    request = args.forget
+    # Resolve the request for every seed before any training: bad requests fail fast.
+    splits = {s: exp.resolve(request, s) for s in seeds}
+    sets_kw = dict(test=exp.splits.test, val=exp.splits.val, num_classes=exp.splits.num_classes)
+    records: list[dict[str, Any]] = []
+    refs = {}
+    for seed in seeds:
+        split = splits[seed]
+        orig = exp.original(seed)
+        ref = exp.retrained(split, seed)
+        refs[seed] = ref
+        ev = Evaluator(EvalSets(forget=split.forget_set(exp.splits.train), retain=split.retain_set(exp.splits.train),
+                                forget_classes=split.forget_classes, **sets_kw), device=exp.device, seed=seed)
+        records.append(_record("original", request, seed, ev.evaluate(orig.model, reference=ref.model)))
+        floor_ref = None
+        if len(seeds) > 1:
+            # Noise floor: a second reference with another seed on the same retain set (spec §5 pitfall 4).
+            floor_ref = exp._trained("retrain", seed + 10_000, split.retain_set(exp.splits.train),
+                                     {"request": str(split.request), "forget_hash": split.key}).model
+        records.append(_record("retrain", request, seed, ev.evaluate(ref.model, reference=floor_ref,
+                                                                     seconds=ref.seconds)))
+        for name in methods:
+            spec = get_method(name)
+            reason = exp.check_supported(spec, split)
+            if reason:
+                records.append(_record(name, request, seed, {}, status="n/a", reason=reason))
+                continue
+            res, cfg = exp.run_method(name, orig.model, split, seed, overrides.get(name))
+            metrics = ev.evaluate(res.model, reference=ref.model, seconds=res.seconds,
+                                  peak_memory_mb=res.peak_memory_mb, reference_seconds=ref.seconds)
+            records.append(_record(name, request, seed, metrics, config=cfg.to_dict()))
+        _write_results(out, {"schema": "unlearnkit.results/1", "run_info": _run_info(args, exp),
+                             "records": records, "summary": summarize(records)})
+    summary = summarize(records)
+    results = {"schema": "unlearnkit.results/1", "run_info": _run_info(args, exp), "records": records,
+               "summary": summary}
+    results["run_info"]["total_seconds"] = time.perf_counter() - t_start
+    _write_results(out, results)
+    report = write_report(results, out)
+    _print_table(summary, f"{exp.dataset_spec} · {exp.model_name} · forget {request} · seeds {seeds}")
+    _console().print(f"results: {out / 'results.json'}   report: {report}   "
+                     f"({time.perf_counter() - t_start:.1f}s)")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# methods, train, unlearn, evaluate, report
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from .methods.base import get_method, list_methods
+
+    t = Table(title="registered methods")
+    for c in ("name", "summary", "needs", "requests", "paper"):
+        t.add_column(c)
+    for n in list_methods():
+        s = get_method(n)
+        needs = [k for k, v in (("forget", s.requires_forget), ("retain", s.requires_retain), ("val", s.requires_val),
+                                ("class ids", s.requires_forget_classes)) if v]
+        t.add_row(n, s.summary, ", ".join(needs) or "–", ",".join(sorted(s.supported_requests)), s.paper)
+    _console().print(t)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .checkpoints import save_checkpoint
+
+    exp = _experiment(args)
+    if args.forget:
+        split = exp.resolve(args.forget, args.seed)
+        tm = exp.retrained(split, args.seed)
+    else:
+        tm = exp.original(args.seed)
+    if args.out:
+        save_checkpoint(args.out, tm.model, tm.manifest)
+    acc = _quick_acc(tm.model, exp)
+    _console().print(f"{tm.manifest['role']} model: test acc {acc:.1f}%  checkpoint: {args.out or tm.path}"
+                     + ("  (reused from cache)" if tm.reused else ""))
+    return 0
+
+
+def _quick_acc(model: Any, exp: Any) -> float:
+    from .training import evaluate_accuracy
+
+    return evaluate_accuracy(model, exp.splits.test, device=exp.device)
+
+
+def _load_for(exp: Any, path: str) -> Any:
+    from .checkpoints import build_from_checkpoint
+    from .errors import CheckpointError
+
+    model, man = build_from_checkpoint(path, exp.device)
+    if man.get("dataset", {}).get("hash") not in (None, exp.splits.hash):
+        raise CheckpointError(f"checkpoint {path} was trained on another dataset/split "
+                              f"({man['dataset'].get('dataset')}); pass the matching --dataset and --data-seed")
+    return model, man
+
+
+def cmd_unlearn(args: argparse.Namespace) -> int:
+    from .checkpoints import save_checkpoint
+    from .pipeline import parse_overrides
+
+    exp = _experiment(args)
+    split = exp.resolve(args.forget, args.seed)
+    model, man = _load_for(exp, args.checkpoint)
+    get = parse_overrides(args.set).get(args.method, {})
+    res, cfg = exp.run_method(args.method, model, split, args.seed, get)
+    save_checkpoint(args.out, res.model, {**man, "role": "unlearned", "method": args.method, "config": cfg.to_dict(),
+                                          "request": str(split.request), "unlearn_seconds": res.seconds})
+    _console().print(f"{args.method}: {res.seconds:.2f}s, test acc {_quick_acc(res.model, exp):.1f}%  "
+                     f"-> {args.out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import EvalSets, Evaluator
+
+    exp = _experiment(args)
+    split = exp.resolve(args.forget, args.seed)
+    model, man = _load_for(exp, args.checkpoint)
+    ref = _load_for(exp, args.reference)[0] if args.reference else None
+    ref_seconds = None
+    if args.reference:
+        ref_seconds = _load_for(exp, args.reference)[1].get("train_seconds")
+    ev = Evaluator(EvalSets(forget=split.forget_set(exp.splits.train), retain=split.retain_set(exp.splits.train),
+                            test=exp.splits.test, val=exp.splits.val, forget_classes=split.forget_classes,
+                            num_classes=exp.splits.num_classes), device=exp.device, seed=args.seed)
+    metrics = ev.evaluate(model, reference=ref, seconds=man.get("unlearn_seconds"), reference_seconds=ref_seconds)
+    metrics.pop("_plots", None)
+    text = json.dumps(metrics, indent=1, default=_json_default)
+    if args.out:
+        from .checkpoints import atomic_write_text
+
+        atomic_write_text(args.out, text)
+    print(text)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .evaluation import write_report
+
+    d = Path(args.dir)
+    p = d / "results.json"
+    if not p.is_file():
+        raise ConfigError(f"{p} not found: pass the --out folder of an `unlearnkit run`")
+    try:
+        results = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{p} is not valid JSON ({e.msg} at line {e.lineno})") from None
+    _console().print(f"report: {write_report(results, d)}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# argument parsing
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="digits",
+                   help="digits | shapes[:N] | cifar10:PATH | cifar100:PATH | folder:PATH | csv:PATH (default digits)")
+    p.add_argument("--model", default=None, help="mlp | cnn | resnet18 | vit (default: cnn for images)")
+    p.add_argument("--label-column", default=None, help="label column of a csv: dataset (name or index; default last)")
+    p.add_argument("--data-seed", type=int, default=0, help="seed of the train/val/test split (default 0)")
+    p.add_argument("--device", default="cuda" if _cuda() else "cpu", help="cpu or cuda (default: cuda if available)")
+    p.add_argument("--cache-dir", default=os.environ.get("UNLEARNKIT_CACHE", ".unlearnkit_cache"),
+                   help="where trained models are cached (env UNLEARNKIT_CACHE; default .unlearnkit_cache)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or log lines")
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="unlearnkit", description="Machine unlearning for PyTorch classifiers.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="train (or reuse) original + retrained reference, run methods, evaluate, report")
+    _common(p)
+    p.add_argument("--forget", default="class:3", help="forget request: class:3 | class:3,7 | random:0.1 | ids:PATH "
+                                                       "| subclass:C/S (default class:3)")
+    p.add_argument("--methods", default="all", help="'all' or a comma-separated list (default all)")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    p.add_argument("--out", default="runs/latest", help="output folder (default runs/latest)")
+    p.add_argument("--set", action="append", metavar="METHOD.FIELD=VALUE",
+                   help="override a method's config field, e.g. --set finetune.epochs=3 (repeatable)")
+    p.set_defaults(fn=cmd_run)
+
+    p = sub.add_parser("methods", help="list registered methods with their paper")
+    p.set_defaults(fn=cmd_methods)
+
+    p = sub.add_parser("train", help="train (or reuse) an original model, or a retrained reference with --forget")
+    _common(p)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--forget", default=None, help="train the reference without this forget request")
+    p.add_argument("--out", default=None, help="also write the checkpoint here (.safetensors)")
+    p.set_defaults(fn=cmd_train)
+
+    p = sub.add_parser("unlearn", help="unlearn a checkpoint with one method")
+    _common(p)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--method", required=True)
+    p.add_argument("--forget", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="where to write the unlearned checkpoint (.safetensors)")
+    p.add_argument("--set", action="append", metavar="METHOD.FIELD=VALUE")
+    p.set_defaults(fn=cmd_unlearn)
+
+    p = sub.add_parser("evaluate", help="evaluate a checkpoint (optionally against a retrained reference)")
+    _common(p)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--reference", default=None, help="retrained reference checkpoint, for the gap metrics")
+    p.add_argument("--forget", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="also write the metrics JSON here")
+    p.set_defaults(fn=cmd_evaluate)
+
+    p = sub.add_parser("report", help="re-render DIR/report.md and its plots from DIR/results.json")
+    p.add_argument("dir")
+    p.set_defaults(fn=cmd_report)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args) or 0)
+    except UnlearnError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

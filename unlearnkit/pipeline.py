@@ -1,0 +1,198 @@
+"""The experiment pipeline behind the CLI: data, cached original and retrained models, methods, evaluation.
+
+One :class:`Experiment` per (dataset, model, recipe). Models are cached by content (see
+:class:`~unlearnkit.checkpoints.ModelCache`): the original depends on (dataset hash, model, recipe, seed); the
+retrained reference also on the forget set. Both are trained once and reused by every method, seed and re-run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .api import UnlearnResult, unlearn
+from .checkpoints import ModelCache, build_from_checkpoint, save_checkpoint
+from .data import load_dataset
+from .data.base import DatasetSplits, LabeledDataset
+from .errors import ConfigError, UnsupportedRequestError
+from .methods.base import MethodSpec, UnlearnConfig, get_method
+from .models import build_model
+from .presets import method_overrides, train_recipe
+from .requests import ForgetRequest, ForgetSplit
+from .training import TrainRecipe, train
+
+__all__ = ["Experiment", "TrainedModel", "build_config", "parse_overrides"]
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class TrainedModel:
+    model: nn.Module
+    manifest: dict[str, Any]
+    path: Path
+    reused: bool
+
+    @property
+    def seconds(self) -> float:
+        return float(self.manifest.get("train_seconds", float("nan")))
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, dict[str, str]]:
+    """``["finetune.epochs=3", "svd.alpha_f=30"]`` -> ``{"finetune": {"epochs": "3"}, "svd": {"alpha_f": "30"}}``."""
+    out: dict[str, dict[str, str]] = {}
+    for item in items or []:
+        key, eq, value = item.partition("=")
+        method, dot, fname = key.partition(".")
+        if not eq or not dot or not method or not fname:
+            raise ConfigError(f"cannot read --set {item!r}; write METHOD.FIELD=VALUE, e.g. finetune.epochs=3")
+        out.setdefault(method.strip(), {})[fname.strip()] = value.strip()
+    return out
+
+
+def _coerce(cls: type[UnlearnConfig], name: str, raw: Any) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    if name not in fields:
+        raise ConfigError(f"{cls.__name__} has no field {name!r}; fields: {', '.join(sorted(fields))}")
+    if not isinstance(raw, str):
+        return raw
+    f = fields[name]
+    default = f.default if f.default is not dataclasses.MISSING else None
+    text = raw.strip()
+    if text.lower() in ("none", "null", "auto") and (default is None or "None" in str(f.type)):
+        return None
+    typ = str(f.type)
+    try:
+        if isinstance(default, bool) or typ == "bool":
+            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return text.lower() in ("true", "1", "yes")
+        if isinstance(default, int) or typ.startswith("int"):
+            return int(text)
+        if isinstance(default, float) or typ.startswith("float") or "float" in typ:
+            return float(text)
+        if isinstance(default, tuple) or typ.startswith("tuple"):
+            return tuple(float(t) if "." in t or "e" in t else int(t) for t in text.split(",") if t)
+    except ValueError:
+        raise ConfigError(f"{cls.__name__}.{name}: cannot read {raw!r} as {typ}") from None
+    return text
+
+
+def build_config(method: str, *, dataset: str, kind: str, seed: int,
+                 overrides: dict[str, Any] | None = None) -> UnlearnConfig:
+    """The config the CLI uses: method defaults, then presets, then ``--set`` overrides, then the seed."""
+    spec = get_method(method)
+    kw: dict[str, Any] = dict(method_overrides(method, dataset, kind))
+    kw.update(overrides or {})
+    kw = {k: _coerce(spec.config_cls, k, v) for k, v in kw.items()}
+    kw["seed"] = seed
+    return spec.config_cls(**kw)
+
+
+class Experiment:
+    """Trains or loads originals and references for one (dataset, model, recipe) and runs methods on them."""
+
+    def __init__(self, dataset: str = "digits", model: str | None = None, *, model_kwargs: dict[str, Any] | None = None,
+                 recipe: TrainRecipe | None = None, data_seed: int = 0, cache_dir: Path | str = ".unlearnkit_cache",
+                 device: str | torch.device = "cpu", progress: bool = True, log: Log = print,
+                 label_column: str | None = None) -> None:
+        from .presets import DEFAULT_MODEL
+
+        self.dataset_spec = dataset
+        self.model_name = model or DEFAULT_MODEL.get(dataset.split(":", 1)[0], "mlp")
+        self.model_kwargs = dict(model_kwargs or {})
+        self.recipe = recipe or train_recipe(dataset, self.model_name)
+        self.data_seed = data_seed
+        self.cache = ModelCache(cache_dir)
+        self.device = torch.device(device)
+        self.progress = progress
+        self.log = log
+        self.label_column = label_column
+        self._splits: DatasetSplits | None = None
+
+    # --- data ------------------------------------------------------------------------------------------------------
+    @property
+    def splits(self) -> DatasetSplits:
+        if self._splits is None:
+            self._splits = load_dataset(self.dataset_spec, seed=self.data_seed, label_column=self.label_column)
+        return self._splits
+
+    def resolve(self, request: str | ForgetRequest, seed: int) -> ForgetSplit:
+        req = ForgetRequest.parse(request) if isinstance(request, str) else request
+        s = self.splits
+        return req.resolve(s.train, class_names=s.class_names, seed=seed, sub_names=s.sub_names)
+
+    # --- models ----------------------------------------------------------------------------------------------------
+    def model_spec(self) -> dict[str, Any]:
+        s = self.splits
+        return {"name": self.model_name, "kwargs": self.model_kwargs, "input_shape": list(s.input_shape),
+                "num_classes": s.num_classes}
+
+    def new_model(self, seed: int) -> nn.Module:
+        torch.manual_seed(int(seed))
+        s = self.splits
+        return build_model(self.model_name, s.input_shape, s.num_classes, **self.model_kwargs).to(self.device)
+
+    def _trained(self, role: str, seed: int, data: LabeledDataset, extra: dict[str, Any]) -> TrainedModel:
+        key = self.cache.key(role=role, dataset=self.splits.hash, model=self.model_spec(),
+                             recipe=self.recipe.to_dict(), seed=int(seed), **extra)
+        hit = self.cache.get(key)
+        if hit is not None:
+            model, man = build_from_checkpoint(hit, self.device)
+            self.log(f"reusing cached {role} model (seed {seed}) from {hit}")
+            return TrainedModel(model, man, hit, reused=True)
+        model = self.new_model(seed)
+        self.log(f"training {role} model (seed {seed}, {len(data)} examples, {self.recipe.epochs} epochs)")
+        tlog = train(model, data, recipe=self.recipe, seed=seed, device=self.device, progress=self.progress,
+                     desc=f"{role} s{seed}")
+        man = {"role": role, "dataset": self.splits.manifest, "model": self.model_spec(),
+               "recipe": self.recipe.to_dict(), "seed": int(seed), "train_seconds": tlog.seconds,
+               "final_train_loss": tlog.epoch_losses[-1] if tlog.epoch_losses else None, **extra}
+        path = save_checkpoint(self.cache.path(key), model, man)
+        return TrainedModel(model.eval(), man, path, reused=False)
+
+    def original(self, seed: int) -> TrainedModel:
+        return self._trained("original", seed, self.splits.train, {})
+
+    def retrained(self, split: ForgetSplit, seed: int) -> TrainedModel:
+        return self._trained("retrain", seed, split.retain_set(self.splits.train),
+                             {"request": str(split.request), "forget_hash": split.key})
+
+    # --- methods ---------------------------------------------------------------------------------------------------
+    def check_supported(self, spec: MethodSpec, split: ForgetSplit) -> str | None:
+        """None if ``spec`` can serve ``split``; otherwise the reason (for "n/a" cells)."""
+        kind = split.request.kind
+        if kind not in spec.supported_requests:
+            return f"{spec.name} does not support {kind} requests (supports: {', '.join(sorted(spec.supported_requests))})"
+        if spec.requires_forget_classes and not split.forget_classes:
+            return f"{spec.name} needs whole forgotten classes"
+        return None
+
+    def loaders(self, split: ForgetSplit, batch_size: int = 128) -> dict[str, DataLoader]:
+        s = self.splits
+        return {"forget": DataLoader(split.forget_set(s.train), batch_size=batch_size),
+                "retain": DataLoader(split.retain_set(s.train), batch_size=batch_size),
+                "val": DataLoader(s.val, batch_size=batch_size)}
+
+    def run_method(self, method: str, original: nn.Module, split: ForgetSplit, seed: int,
+                   overrides: dict[str, Any] | None = None, stats: Any = None) -> tuple[UnlearnResult, UnlearnConfig]:
+        spec = get_method(method)
+        reason = self.check_supported(spec, split)
+        if reason:
+            raise UnsupportedRequestError(reason)
+        cfg = build_config(method, dataset=self.dataset_spec, kind=split.request.kind, seed=seed,
+                           overrides=overrides)
+        ld = self.loaders(split)
+        t0 = time.perf_counter()
+        res = unlearn(original, forget=ld["forget"], retain=ld["retain"], val=ld["val"], config=cfg,
+                      forget_classes=split.forget_classes, num_classes=self.splits.num_classes,
+                      stats=stats, device=self.device, progress=self.progress)
+        self.log(f"{method} (seed {seed}) took {res.seconds:.2f}s (with checks {time.perf_counter() - t0:.2f}s)")
+        return res, cfg

@@ -1,0 +1,54 @@
+"""Every default the CLI uses, in one place: model and training recipe per dataset, method settings per scenario.
+
+Method presets start from each config's own defaults (the paper's or official code's, see each method's
+docstring) and override only what the scale of these datasets requires; every override names its source.
+Lookup order for a method on (dataset, request kind): ``(method, dataset, kind)``, ``(method, dataset, "*")``,
+``(method, "*", kind)``, ``(method, "*", "*")``; later entries are more general, and the first match wins per field
+(more specific entries override more general ones).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .training import TrainRecipe
+
+__all__ = ["DEFAULT_MODEL", "METHOD_PRESETS", "method_overrides", "train_recipe"]
+
+# Default model per dataset family (the part of the spec before ':').
+DEFAULT_MODEL: dict[str, str] = {"digits": "cnn", "shapes": "cnn"}
+
+# Training recipe per (dataset family, model); "*" matches any. Chosen so the original fits its training set.
+_RECIPES: dict[tuple[str, str], dict[str, Any]] = {
+    ("digits", "*"): dict(epochs=30, batch_size=64, optimizer="sgd", lr=0.05),
+    ("shapes", "*"): dict(epochs=30, batch_size=128, optimizer="sgd", lr=0.05),
+    ("*", "mlp"): dict(epochs=40, batch_size=64, optimizer="adam", lr=1e-3, weight_decay=0.0),
+    ("*", "vit"): dict(epochs=40, batch_size=64, optimizer="adam", lr=1e-3, weight_decay=0.05),
+    ("*", "*"): dict(epochs=30, batch_size=128, optimizer="sgd", lr=0.05),
+}
+
+
+def _family(dataset: str) -> str:
+    return dataset.split(":", 1)[0]
+
+
+def train_recipe(dataset: str, model: str) -> TrainRecipe:
+    fam = _family(dataset)
+    merged: dict[str, Any] = {}
+    for key in ((fam, model), (fam, "*"), ("*", model), ("*", "*")):
+        for k, v in _RECIPES.get(key, {}).items():
+            merged.setdefault(k, v)
+    return TrainRecipe(**merged)
+
+
+# (method, dataset family or "*", request kind or "*") -> config overrides, with the reason.
+METHOD_PRESETS: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+
+def method_overrides(method: str, dataset: str, kind: str) -> dict[str, Any]:
+    fam = _family(dataset)
+    merged: dict[str, Any] = {}
+    for key in ((method, fam, kind), (method, fam, "*"), (method, "*", kind), (method, "*", "*")):
+        for k, v in METHOD_PRESETS.get(key, {}).items():
+            merged.setdefault(k, v)
+    return merged
