@@ -70,7 +70,7 @@ def tab() -> dict:
     x, y = _tabular(400, g)
     xv, yv = _tabular(200, g)
     torch.manual_seed(0)
-    model = _fit(_mlp(bn=True), x, y, epochs=60)
+    model = _fit(_mlp(bn=True), x, y, epochs=150)
     return {"model": model, "forget": (x[:60], y[:60]), "retain": (x[60:], y[60:]), "val": (xv, yv)}
 
 
@@ -178,11 +178,12 @@ def test_run_is_a_no_op_when_the_forget_loss_is_already_above_tau(tab: dict) -> 
     # Mislabelled forget examples have a loss far above the held-out loss τ. With α = 1 in the only epoch the
     # retain term has weight 0, and the hinge gives zero gradient: AdamW (weight decay off) moves nothing.
     x, y = tab["forget"]
-    wrong = (tab["model"](x).argmax(1) + 2) % 4
+    wrong = tab["model"](x).argmin(1)  # the least likely class
     assert _mean_loss(tab["model"], x, wrong) > 3 * _mean_loss(tab["model"], *tab["val"])
     before = _state(tab["model"])
     res = unlearnkit.unlearn(tab["model"], forget=_loader(x, wrong, 16), retain=_loader(*tab["retain"]),
-                             val=_loader(*tab["val"]), config=GradTauConfig(alpha0=1.0, epochs=1, weight_decay=0.0))
+                             val=_loader(*tab["val"]), config=GradTauConfig(alpha0=1.0, epochs=1, batch_size=16,
+                                                                 weight_decay=0.0))
     assert len(res.history["forget_term"]) == 4 and all(v == 0.0 for v in res.history["forget_term"])
     for k, v in res.model.state_dict().items():
         assert torch.equal(v, before[k]), k
@@ -249,10 +250,10 @@ def test_default_run_raises_forget_loss_towards_tau_and_keeps_retain(tab: dict) 
     res = _run(tab, GradTauConfig(batch_size=32))
     assert res.history["alpha"][0] == pytest.approx(5 / 3 * 60 / 400)
     f_after = _mean_loss(res.model, *tab["forget"])
-    assert f_after > f_before + 0.25 * (tau0 - f_before)
+    # 32 steps move the forget loss a good part of the way up to τ, and the hinge keeps it from overshooting.
+    assert f_before + 0.15 * (tau0 - f_before) < f_after < max(res.history["tau"])
     x, y = tab["retain"]
-    with torch.no_grad():
-        assert (res.model(x).argmax(1) == y).float().mean() > 0.9
+    assert _accuracy(res.model, x, y) >= _accuracy(tab["model"], x, y) - 0.02  # retain fit kept
     assert all(torch.isfinite(p).all() for p in res.model.parameters())
 
 
@@ -334,12 +335,12 @@ def test_retain_stream_draws_without_replacement_and_renews() -> None:
 def test_derived_defaults_outside_the_papers_range_raise() -> None:
     with pytest.raises(UnsupportedRequestError, match="alpha0"):
         resolve_gradtau(GradTauConfig(), 700, 300)  # 70%: 5/3·ρ > 1
-    assert resolve_gradtau(GradTauConfig(alpha0=0.9), 700, 300).epochs == 1
+    assert resolve_gradtau(GradTauConfig(alpha0=0.9), 700, 300).epochs == 2  # n_f = 3, n_r = 2: ⌊6·2 / 6⌋
     with pytest.raises(DataError, match="0 epochs"):
         resolve_gradtau(GradTauConfig(alpha0=0.9), 800, 200)  # n_f = 4 > 3·n_r = 3
     assert resolve_gradtau(GradTauConfig(alpha0=0.9, epochs=2), 800, 200).epochs == 2
     with pytest.raises(DataError, match="0 epochs"):
-        resolve_gradtau(GradTauConfig(), 350, 650, text=True)  # text rule: n_f = 3 > n_r / 2 = 3
+        resolve_gradtau(GradTauConfig(), 400, 600, text=True)  # text rule: ⌊n_r / (2 n_f)⌋ = ⌊5 / 8⌋
     with pytest.raises(DataError, match="forget"):
         resolve_gradtau(GradTauConfig(), 0, 100)
     with pytest.raises(DataError, match="retain"):
@@ -425,7 +426,7 @@ def text() -> dict:
     x, y = _tokens(800, g, noise=0.3)  # noisy labels: the model can only fit them by memorising
     xv, yv = _tokens(300, g, noise=0.0)
     torch.manual_seed(0)
-    model = _fit(_TokenClassifier(), x, y, epochs=150)
+    model = _fit(_TokenClassifier(), x, y, epochs=300)
     return {"model": model, "x": x, "y": y, "val": (xv, yv)}
 
 
@@ -436,12 +437,13 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 def test_text_model_auto_detects_the_text_column(text: dict) -> None:
     x, y = text["x"], text["y"]
-    res = unlearnkit.unlearn(text["model"], forget=_loader(x[:160], y[:160]), retain=_loader(x[160:], y[160:]),
+    res = unlearnkit.unlearn(text["model"], forget=_loader(x[:100], y[:100]), retain=_loader(x[100:], y[100:]),
                              val=_loader(*text["val"]), config=GradTauConfig())
-    # Token ids select the GoEmotions column: α₀ = 0.5, lr 3e-4 constant, batch 128, E = ⌊n_r / (2 n_f)⌋ = 2.
-    assert res.history["alpha"] == pytest.approx([0.5, 0.25])
-    assert res.history["lr"] == pytest.approx([3e-4, 3e-4])
-    assert len(res.history["forget_loss"]) == 2 * math.ceil(160 / 128)
+    # Token ids select the GoEmotions column: α₀ = 0.5, lr 3e-4 constant, batch 128, E = ⌊n_r / (2 n_f)⌋ with
+    # n_f = ⌈100 / 128⌉ = 1 and n_r = ⌈700 / 128⌉ = 6.
+    assert res.history["alpha"] == pytest.approx([0.5, 0.5 * 2 / 3, 0.5 / 3])
+    assert res.history["lr"] == pytest.approx([3e-4] * 3)
+    assert len(res.history["forget_loss"]) == 3
 
 
 @pytest.mark.parametrize("request_kind", ["random", "class"])
@@ -469,3 +471,63 @@ def test_text_model_forget_loss_rises_towards_tau_and_retain_stays(text: dict, r
     if request_kind == "class":
         assert tau == pytest.approx(math.log(_K))
         assert _accuracy(res.model, xf, yf) < _accuracy(model, xf, yf) - 0.3
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# torch.distributed: τ and the hinge's batch mean are reduced across ranks
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _ddp_problem() -> tuple[nn.Module, DataLoader, DataLoader, DataLoader]:
+    g = torch.Generator().manual_seed(0)
+    x, y = _tabular(192, g)
+    torch.manual_seed(0)
+    model = _fit(_mlp(), x[:128], y[:128], epochs=40)  # forget and retain are training data: L_f < τ
+    return model, _loader(x[:64], y[:64]), _loader(x[64:128], y[64:128]), _loader(x[128:], y[128:])
+
+
+# One global batch per set (batch_size = set size): a single process and two ranks see the same batches, so any
+# difference would come from how τ, the hinge and the gradients are combined across ranks.
+_DDP_CFG = {"batch_size": 64, "epochs": 7}
+
+
+def _ddp_worker(rank_: int, port: int, out: str) -> None:
+    import os
+
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank_, world_size=2)
+    try:
+        for wrap in (False, True):  # a plain module (gradients averaged by gradtau) and a DDP-wrapped one
+            model, forget, retain, val = _ddp_problem()
+            net: nn.Module = nn.parallel.DistributedDataParallel(model) if wrap else model
+            res = unlearnkit.unlearn(net, forget=forget, retain=retain, val=val, config=GradTauConfig(**_DDP_CFG),
+                                     inplace=True)
+            torch.save({"state": model.state_dict(), "tau": res.history["tau"],
+                        "term": res.history["forget_term"]}, f"{out}_{int(wrap)}_{rank_}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_ranks_match_one_process_on_the_same_global_batch(tmp_path) -> None:
+    import socket
+
+    import torch.multiprocessing as mp
+
+    model, forget, retain, val = _ddp_problem()
+    single = unlearnkit.unlearn(model, forget=forget, retain=retain, val=val, config=GradTauConfig(**_DDP_CFG))
+    assert any(v > 0 for v in single.history["forget_term"])  # the ascent is active in this run
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(port, str(tmp_path / "r")), nprocs=2)
+    ref = single.model.state_dict()
+    for wrap in (0, 1):
+        r0, r1 = (torch.load(tmp_path / f"r_{wrap}_{i}.pt") for i in (0, 1))
+        assert r0["tau"] == r1["tau"] and r0["tau"] == pytest.approx(single.history["tau"], rel=1e-6)
+        assert r0["term"] == pytest.approx(single.history["forget_term"], rel=1e-4, abs=1e-7)
+        for k in ref:
+            assert torch.equal(r0["state"][k], r1["state"][k]), k  # every rank applied the same update
+            torch.testing.assert_close(r0["state"][k], ref[k], rtol=1e-5, atol=1e-6)

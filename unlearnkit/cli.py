@@ -14,8 +14,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .errors import ConfigError, UnlearnError
 
@@ -30,7 +31,8 @@ __all__ = ["main"]
 def _console():  # noqa: ANN202 - rich is imported lazily to keep `unlearnkit --help` fast
     from rich.console import Console
 
-    return Console(stderr=False, highlight=False)
+    # Wide enough for the results table when the output is a file or a CI log (rich assumes 80 columns there).
+    return Console(stderr=False, highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
 def _parse_seeds(text: str) -> list[int]:
@@ -135,7 +137,8 @@ def _experiment(args: argparse.Namespace):  # noqa: ANN202
 
     log = (lambda m: None) if args.quiet else (lambda m: _console().print(f"[dim]{m}[/dim]"))
     return Experiment(args.dataset, args.model, data_seed=args.data_seed, cache_dir=args.cache_dir,
-                      device=args.device, progress=not args.quiet, log=log, label_column=args.label_column)
+                      device=args.device, progress=not args.quiet and sys.stderr.isatty(), log=log,
+                      label_column=args.label_column)
 
 
 def _record(method: str, request: str, seed: int, metrics: dict[str, Any], config: dict[str, Any] | None = None,
@@ -312,6 +315,43 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import _parse_scenarios, run_bench
+    from .pipeline import parse_overrides
+
+    t0 = time.perf_counter()
+    args.seeds = _parse_seeds(args.seeds)
+    methods = _resolve_methods(args.methods)
+    scenarios = _parse_scenarios(args.scenarios)
+    exp = _experiment(args)
+    exp.progress = False  # one line per cell instead of nested bars
+    out = Path(args.out or f"runs/bench-{args.dataset.replace(':', '_').replace('/', '_')}")
+    log = (lambda m: None) if args.quiet else (lambda m: _console().print(m))
+    results = run_bench(exp, methods=methods, scenarios=scenarios, seeds=args.seeds, out=out,
+                        overrides=parse_overrides(args.set), log=log, run_info=_run_info(args, exp))
+    n_ok = sum(r.get("status") == "ok" for r in results["records"])
+    _console().print(f"bench: {n_ok} records in {out / 'results.json'}; report {out / 'report.md'} "
+                     f"({time.perf_counter() - t0:.1f}s)")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from .audit import run_audit
+    from .pipeline import parse_overrides
+
+    t0 = time.perf_counter()
+    args.seeds = [args.seed]
+    methods = _resolve_methods(args.methods)
+    exp = _experiment(args)
+    exp.progress = False
+    out = Path(args.out or "runs/audit")
+    log = (lambda m: None) if args.quiet else (lambda m: _console().print(m))
+    run_audit(exp, request=args.forget, methods=methods, k=args.models, n=args.n, seed=args.seed, out=out,
+              overrides=parse_overrides(args.set), log=log, run_info=_run_info(args, exp))
+    _console().print(f"audit: {out / 'audit.json'}  report: {out / 'audit.md'} ({time.perf_counter() - t0:.0f}s)")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from .evaluation import write_report
 
@@ -323,6 +363,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         results = json.loads(p.read_text())
     except json.JSONDecodeError as e:
         raise ConfigError(f"{p} is not valid JSON ({e.msg} at line {e.lineno})") from None
+    if results.get("schema") == "unlearnkit.bench/1":
+        from .bench import render_bench_report
+
+        _console().print(f"report: {render_bench_report(results, d)}")
+        return 0
     _console().print(f"report: {write_report(results, d)}")
     return 0
 
@@ -396,6 +441,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="also write the metrics JSON here")
     p.set_defaults(fn=cmd_evaluate)
+
+    p = sub.add_parser("bench", help="every (scenario, method, seed) cell, resumable, with a leaderboard report")
+    _common(p)
+    p.add_argument("--methods", default="all", help="'all' or a comma-separated list (default all)")
+    p.add_argument("--scenarios", default="all",
+                   help="'all' or a list of class1,class3,random1,random10,random30,subclass,seq_random,seq_class")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    p.add_argument("--out", default=None, help="output folder (default runs/bench-DATASET)")
+    p.add_argument("--set", action="append", metavar="METHOD.FIELD=VALUE")
+    p.set_defaults(fn=cmd_bench)
+
+    p = sub.add_parser("audit", help="gold-standard audit: U-LiRA and the challenge forgetting quality")
+    _common(p)
+    p.add_argument("--forget", default="class:3", help="forget request (default class:3)")
+    p.add_argument("--methods", default="finetune", help="comma-separated methods to audit (default finetune)")
+    p.add_argument("--models", type=int, default=32, help="K shadow models (even; default 32)")
+    p.add_argument("--n", type=int, default=None, help="N models per side for forgetting quality (default K)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="output folder (default runs/audit)")
+    p.add_argument("--set", action="append", metavar="METHOD.FIELD=VALUE")
+    p.set_defaults(fn=cmd_audit)
 
     p = sub.add_parser("report", help="re-render DIR/report.md and its plots from DIR/results.json")
     p.add_argument("dir")

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -170,7 +171,8 @@ class Experiment:
         """None if ``spec`` can serve ``split``; otherwise the reason (for "n/a" cells)."""
         kind = split.request.kind
         if kind not in spec.supported_requests:
-            return f"{spec.name} does not support {kind} requests (supports: {', '.join(sorted(spec.supported_requests))})"
+            ok = ", ".join(sorted(spec.supported_requests))
+            return f"{spec.name} does not support {kind} requests (supports: {ok})"
         if spec.requires_forget_classes and not split.forget_classes:
             return f"{spec.name} needs whole forgotten classes"
         return None

@@ -37,7 +37,7 @@ _SYNTAX = "valid forms: class:3, class:3,7, random:0.1, ids:PATH, subclass:3/0"
 class ForgetSplit:
     """A resolved request: sorted forget and retain indices into the training set (disjoint, covering it)."""
 
-    request: "ForgetRequest"
+    request: ForgetRequest
     forget_idx: np.ndarray
     retain_idx: np.ndarray
     forget_classes: tuple[int, ...] | None
@@ -66,7 +66,7 @@ class ForgetRequest:
 
     # --- parsing -----------------------------------------------------------------------------------------------
     @classmethod
-    def parse(cls, text: str) -> "ForgetRequest":
+    def parse(cls, text: str) -> ForgetRequest:
         if not isinstance(text, str) or ":" not in text:
             raise RequestError(f"cannot read forget request {text!r}; {_SYNTAX}")
         kind, _, arg = text.partition(":")

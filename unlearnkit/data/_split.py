@@ -60,17 +60,37 @@ def hashed_split(n: int, seed: int, sizes: list[int], salt: int = 0) -> list[np.
     return parts
 
 
-def standardise(train: np.ndarray, *others: np.ndarray, axes: tuple[int, ...]) -> tuple[list[np.ndarray],
-                                                                                           list[float], list[float]]:
-    """Standardise arrays with the mean and std of ``train`` over ``axes`` (per channel or per feature).
+def standardise(train: np.ndarray, *others: np.ndarray, scale: float = 1.0,
+                chunk: int = 4096) -> tuple[list[np.ndarray], list[float], list[float]]:
+    """Standardise arrays per index of axis 1 (channel or feature) with the mean and std of ``train``.
 
+    Values are first multiplied by ``scale`` (e.g. 1/255 for uint8 images, so the reported statistics are in
+    [0, 1] units). Statistics are accumulated in float64 over row chunks in two passes (mean, then squared
+    deviations), which stays exact for large offsets and never materialises a float64 copy of a big dataset.
     Constant channels get std 1 so they map to 0 instead of dividing by zero.
 
     Returns:
-        ``([train, *others] standardised as float32, mean, std)`` with mean/std as flat lists.
+        ``([train, *others] standardised as float32, mean, std)`` with one mean/std per index of axis 1.
     """
-    mean = train.mean(axis=axes, keepdims=True, dtype=np.float64)
-    std = train.std(axis=axes, keepdims=True, dtype=np.float64)
+    if train.shape[0] == 0:
+        raise DataError("cannot standardise an empty training split")
+    other_axes = (0, *range(2, train.ndim))
+    count = train.shape[0] * (int(np.prod(train.shape[2:])) if train.ndim > 2 else 1)
+    total = np.zeros(train.shape[1], dtype=np.float64)
+    for s in range(0, train.shape[0], chunk):
+        total += (train[s:s + chunk].astype(np.float64) * scale).sum(axis=other_axes)
+    mean = total / count
+    bshape = (1, -1) + (1,) * (train.ndim - 2)
+    sq = np.zeros(train.shape[1], dtype=np.float64)
+    for s in range(0, train.shape[0], chunk):
+        sq += ((train[s:s + chunk].astype(np.float64) * scale - mean.reshape(bshape)) ** 2).sum(axis=other_axes)
+    std = np.sqrt(sq / count)
     std = np.where(std < 1e-8, 1.0, std)
-    out = [((a - mean) / std).astype(np.float32) for a in (train, *others)]
-    return out, [float(v) for v in mean.ravel()], [float(v) for v in std.ravel()]
+    m32, inv32 = mean.reshape(bshape).astype(np.float32), (1.0 / std).reshape(bshape).astype(np.float32)
+    out = []
+    for a in (train, *others):
+        res = np.empty(a.shape, dtype=np.float32)
+        for s in range(0, a.shape[0], chunk):
+            res[s:s + chunk] = (a[s:s + chunk].astype(np.float32) * np.float32(scale) - m32) * inv32
+        out.append(res)
+    return out, [float(v) for v in mean], [float(v) for v in std]

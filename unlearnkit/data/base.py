@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,7 +40,7 @@ class LabeledDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.x[i], self.y[i]
 
-    def subset(self, idx: Sequence[int] | torch.Tensor | np.ndarray) -> "LabeledDataset":
+    def subset(self, idx: Sequence[int] | torch.Tensor | np.ndarray) -> LabeledDataset:
         """The rows at positions ``idx`` (ids are carried over, so subsets of subsets keep original ids)."""
         t = torch.as_tensor(np.asarray(idx, dtype=np.int64))
         return LabeledDataset(self.x[t], self.y[t], None if self.sub is None else self.sub[t], self.ids[t])
@@ -78,6 +79,8 @@ class DatasetSplits:
     class_names: list[str]
     sub_names: dict[int, list[str]] | None = None
     manifest: dict[str, Any] = field(default_factory=dict)
+    mean: list[float] | None = None
+    std: list[float] | None = None
 
     def __post_init__(self) -> None:
         if not self.manifest.get("hash"):

@@ -24,13 +24,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from ..errors import DataError
 from ._split import hashed_split, standardise
 
-__all__ = ["SHAPE_CLASSES", "SUB_NAMES", "ShapesStyle", "render_shapes"]
+__all__ = ["SHAPE_CLASSES", "SUB_NAMES", "ShapesStyle", "load_shapes", "render_shapes"]
 
 SHAPE_CLASSES = ["circle", "triangle", "square", "hexagon", "star", "cross", "crescent", "arrow", "semicircle",
                  "ell"]
@@ -52,6 +53,7 @@ class ShapesStyle:
         distractor_p: Probability of a smaller distractor shape of another class.
         distractor_scale: Range of the distractor's radius in pixels.
         noise: Range of the per-image Gaussian pixel-noise standard deviation (pixels in [0, 1]).
+        gradient: Largest per-channel amplitude of the background's linear gradient.
         label_noise: Fraction of examples (in every split alike) whose label is replaced by another class.
     """
 
@@ -63,6 +65,7 @@ class ShapesStyle:
     distractor_p: float = 0.5
     distractor_scale: tuple[float, float] = (3.0, 6.0)
     noise: tuple[float, float] = (0.02, 0.12)
+    gradient: float = 0.35
     label_noise: float = 0.0
 
 
@@ -217,7 +220,7 @@ def render_shapes(n: int, seed: int, style: ShapesStyle | None = None) -> tuple[
     # Background: a colour plus a linear gradient of random direction, per-channel amplitude.
     base = rng.uniform(0, 1, (n, 3)).astype(np.float32)
     g_ang = rng.uniform(0, 2 * math.pi, n)
-    g_amp = rng.uniform(-0.35, 0.35, (n, 3)).astype(np.float32)
+    g_amp = rng.uniform(-st.gradient, st.gradient, (n, 3)).astype(np.float32)
     ramp = (np.cos(g_ang)[:, None, None] * (_GRID_X[None] - SIZE / 2)
             + np.sin(g_ang)[:, None, None] * (_GRID_Y[None] - SIZE / 2)) / SIZE
     img = base[:, :, None, None] + g_amp[:, :, None, None] * ramp[:, None].astype(np.float32)
@@ -267,7 +270,7 @@ def render_shapes(n: int, seed: int, style: ShapesStyle | None = None) -> tuple[
 
 
 def load_shapes(n_train: int = 5000, n_val: int = 1000, n_test: int = 1000, seed: int = 0,
-                style: ShapesStyle | None = None) -> dict:
+                style: ShapesStyle | None = None) -> dict[str, Any]:
     """Render ``n_train + n_val + n_test`` images and split them with a seeded hashed split.
 
     Returns:
@@ -282,6 +285,7 @@ def load_shapes(n_train: int = 5000, n_val: int = 1000, n_test: int = 1000, seed
     n = n_train + n_val + n_test
     img, y, sub, _ = render_shapes(n, seed, style)
     parts = hashed_split(n, seed, [n_train, n_val, n_test])
-    (xtr, xva, xte), mean, std = standardise(*(img[p] for p in parts), axes=(0, 2, 3))
+    (xtr, xva, xte), mean, std = standardise(*(img[p] for p in parts))
     return {"train": (xtr, y[parts[0]], sub[parts[0]]), "val": (xva, y[parts[1]], sub[parts[1]]),
-            "test": (xte, y[parts[2]], sub[parts[2]]), "mean": mean, "std": std}
+            "test": (xte, y[parts[2]], sub[parts[2]]), "mean": mean, "std": std,
+            "label_noise": (style or ShapesStyle()).label_noise}

@@ -17,7 +17,8 @@ Definitions, sources and better directions are documented per function and in ``
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
@@ -135,7 +136,8 @@ def _log1m_softmax(logits: np.ndarray) -> np.ndarray:
     z = logits
     lse = _logsumexp(z)
     lp = z - lse[:, None]
-    out = np.log1p(-np.minimum(np.exp(lp), 1.0))
+    with np.errstate(divide="ignore"):  # the argmax entries may hit log(0) here; they are replaced below
+        out = np.log1p(-np.minimum(np.exp(lp), 1.0))
     am = np.argmax(z, axis=1)
     rows = np.arange(z.shape[0])
     others = z.copy()

@@ -8,8 +8,9 @@ keep the logits, and compute every metric as a pure function of them. :func:`com
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -45,6 +46,8 @@ class GradTauConfig(UnlearnConfig):
 
     Set a field only to deviate from the paper's rule; :func:`resolve_gradtau` documents each derivation.
     """
+
+    ZERO_STRENGTH: ClassVar[dict[str, Any]] = {"epochs": 0}
 
     preset: str = field(default="auto", metadata={
         "help": "Which column of the official defaults to use: 'image' (CIFAR notebooks), 'text' (GoEmotions "

@@ -8,6 +8,7 @@ Specification followed: ``shared/specs/unsir.md``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -399,7 +400,9 @@ def unsir(model: nn.Module, data: UnlearnData, cfg: UnsirConfig) -> History:
         cfg: an :class:`UnsirConfig`.
 
     Returns:
-        History with ``noise_loss``/``noise_ce`` per noise step, ``impair_loss`` and ``repair_loss`` per batch.
+        History with ``noise_loss``/``noise_ce`` per noise step, ``impair_loss`` and ``repair_loss`` per batch,
+        and the wall time of each phase (``seconds_noise``, ``seconds_impair``, ``seconds_repair``; CPU clock, not
+        CUDA-synchronised).
 
     Raises:
         UnsupportedRequestError: no forgotten class ids were given, or no retain data.
@@ -416,7 +419,7 @@ def unsir(model: nn.Module, data: UnlearnData, cfg: UnsirConfig) -> History:
         >>> cfg = unlearnkit.UnsirConfig(noise_batch=8, noise_steps=5, noise_copies=2, batch_size=16)
         >>> res = unlearnkit.unlearn(net, forget=None, retain=retain, forget_classes=[1], config=cfg)
         >>> sorted(res.history)
-        ['impair_loss', 'noise_ce', 'noise_loss', 'repair_loss']
+        ['impair_loss', 'noise_ce', 'noise_loss', 'repair_loss', 'seconds_impair', 'seconds_noise', 'seconds_repair']
     """
     classes = tuple(sorted({int(c) for c in (data.forget_classes or ())}))
     if not classes:
@@ -431,7 +434,8 @@ def unsir(model: nn.Module, data: UnlearnData, cfg: UnsirConfig) -> History:
         raise UnsupportedRequestError("unsir needs a labelled retain subset for impair and repair: pass "
                                       "retain=DataLoader")
 
-    hist: History = {"noise_loss": [], "noise_ce": [], "impair_loss": [], "repair_loss": []}
+    hist: History = {"noise_loss": [], "noise_ce": [], "impair_loss": [], "repair_loss": [],
+                     "seconds_noise": [], "seconds_impair": [], "seconds_repair": []}
     do_impair = cfg.impair_epochs > 0 and cfg.impair_lr > 0.0
     do_repair = cfg.repair_epochs > 0 and cfg.repair_lr > 0.0
     if not (do_impair or do_repair):
@@ -454,20 +458,25 @@ def unsir(model: nn.Module, data: UnlearnData, cfg: UnsirConfig) -> History:
 
     # --- impair: error-maximising noise + retain subset at a high learning rate ------------------------------
     if do_impair:
+        t0 = time.perf_counter()
         noise, nh = learn_noise(model, classes, input_shape, cfg, device=data.device, loss_fn=data.loss_fn,
                                 dtype=x0.dtype, progress=data.progress)
         hist.update(nh)
+        t1 = time.perf_counter()
         nx, ny = impair_noise(noise, cfg)
         # Noise items are collated with retain items, so they live where the retain tensors live.
         impair_ds = NoiseRetainDataset(nx.to(x0.device), ny.to(x0.device), cfg.noise_copies, subset)
         loader = rebatch(impair_ds, cfg.batch_size, shuffle=True, seed=loader_seed(cfg.seed, _SALT_IMPAIR))
         hist["impair_loss"] = _train_pass(model, loader, data, cfg, cfg.impair_lr, cfg.impair_epochs, "impair")
+        hist["seconds_noise"], hist["seconds_impair"] = [t1 - t0], [time.perf_counter() - t1]
 
     # --- repair: retain subset only ----------------------------------------------------------------------------
     if do_repair:
+        t0 = time.perf_counter()
         repair_ds = NoiseRetainDataset(torch.zeros(0, *input_shape), torch.zeros(0, dtype=torch.long), 0, subset)
         loader = rebatch(repair_ds, cfg.batch_size, shuffle=True, seed=loader_seed(cfg.seed, _SALT_REPAIR))
         hist["repair_loss"] = _train_pass(model, loader, data, cfg, cfg.repair_lr, cfg.repair_epochs, "repair")
+        hist["seconds_repair"] = [time.perf_counter() - t0]
     return hist
 
 

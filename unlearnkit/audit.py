@@ -1,0 +1,271 @@
+"""``unlearnkit audit``: the gold-standard tier (c) — U-LiRA and the NeurIPS'23 challenge forgetting quality.
+
+**U-LiRA** (Hayes et al. 2024; evaluation spec §2.8). The request defines a *target set* T of training examples
+(``class:c``: every example of c; ``random:f``: a seeded random f of the pool; ``subclass``/``ids`` likewise). K
+shadow models are trained on random halves of the training pool, drawn as K/2 complementary pairs so that every
+example is inside exactly half of the shadows. Shadow k forgets F_k = H_k ∩ T (so a ``random:0.1`` target set
+gives each shadow a forget set of about 10% of its half) with the method under test. For every example of T and
+every shadow, the example was either *unlearned* (in F_k) or *never seen* (not in H_k). Each shadow in turn is the
+target model; Gaussians are fitted to the example's logit-scaled confidence under the other K−1 shadows in each
+world, and the log-likelihood ratio is the attack score (``ulira_leave_one_out``). 50% accuracy / 0.5 AUC means
+unlearned models cannot be told from models that never saw the example. ``retrain`` as the "method" retrains each
+shadow on H_k \\ F_k from scratch; ``original`` skips unlearning.
+
+**Forgetting quality F** (spec §2.6). N models retrained on D \\ D_f (seeds 0..N−1) and N runs of the method from
+one and the same original model (method seeds 0..N−1); per forget example the official ε estimate from the two
+samples of φ, binned into points, averaged into F, and F · (RA_U/RA_R) · (TA_U/TA_R). N defaults to K. ``retrain``
+as the method uses N further retrained models (seeds N..2N−1); ``original`` is deterministic and so scores
+ε = cap (F = 0) by the scorer's degenerate-distribution rule. Small N caps the measurable ε near ln N: with N = 32
+an example beyond ε ≈ 4 earns nothing, however far beyond.
+
+Everything expensive is cached and resumable: shadow and retrained models in the content-keyed model cache, and each
+(method, model) signal row in ``OUT/signals/`` (written atomically), so a killed audit restarts where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from .checkpoints import atomic_write_text
+from .data.base import content_hash
+from .errors import ConfigError
+from .evaluation import audit_metrics as A
+from .pipeline import Experiment, build_config
+from .requests import ForgetRequest
+from .training import predict_logits
+
+__all__ = ["run_audit"]
+
+
+def _halves(n: int, k: int, seed: int) -> list[np.ndarray]:
+    """K random halves of range(n) as K/2 complementary pairs (every index in exactly K/2 halves)."""
+    out = []
+    for j in range(k // 2):
+        perm = np.random.default_rng([int(seed), 0xA0D17, j]).permutation(n)
+        out += [np.sort(perm[: n // 2]), np.sort(perm[n // 2:])]
+    return out
+
+
+def _save_npz(path: Path, **arrays: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
+    os.close(fd)
+    try:
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _acc(logits: torch.Tensor, y: torch.Tensor) -> float:
+    return float((logits.argmax(1) == y).float().mean() * 100)
+
+
+class _Auditor:
+    def __init__(self, exp: Experiment, request: str, k: int, n: int, seed: int, out: Path,
+                 overrides: dict[str, dict[str, Any]], log: Callable[[str], None]) -> None:
+        self.exp, self.k, self.n, self.seed, self.out, self.overrides, self.log = exp, k, n, seed, out, overrides, log
+        s = exp.splits
+        self.train = s.train
+        self.split = exp.resolve(request, seed)
+        self.request = ForgetRequest.parse(request) if isinstance(request, str) else request
+        self.targets = self.split.forget_idx  # T
+        self.halves = _halves(len(self.train), k, seed)
+        self.kind = self.split.request.kind
+        # A fixed utility subsample: retain accuracy on at most 2000 retain examples, test accuracy on the test set.
+        rng = np.random.default_rng([seed, 7])
+        r = self.split.retain_idx
+        self.retain_eval = self.train.subset(np.sort(rng.choice(r, min(2000, len(r)), replace=False)))
+
+    # --- signals of one model on T (and its utility) -------------------------------------------------------------
+    def _row(self, tag: str, make_model: Callable[[], torch.nn.Module]) -> dict[str, np.ndarray]:
+        path = self.out / "signals" / f"{tag}.npz"
+        if path.is_file():
+            with np.load(path) as z:
+                return {k: z[k] for k in z.files}
+        model = make_model()
+        t_set = self.train.subset(self.targets)
+        logits = predict_logits(model, t_set, device=self.exp.device)
+        phi = A.logit_scaled_confidence(logits.numpy(), t_set.y.numpy())
+        ra = _acc(predict_logits(model, self.retain_eval, device=self.exp.device), self.retain_eval.y)
+        ta = _acc(predict_logits(model, self.exp.splits.test, device=self.exp.device), self.exp.splits.test.y)
+        row = {"phi": phi.astype(np.float64), "retain_acc": np.array(ra), "test_acc": np.array(ta)}
+        _save_npz(path, **row)
+        return row
+
+    def _shadow(self, j: int):  # noqa: ANN202
+        h = self.halves[j]
+        return self.exp._trained("shadow", self.seed * 1000 + j, self.train.subset(h),
+                                 {"half": content_hash(h)}).model
+
+    def _unlearn(self, method: str, model: torch.nn.Module, forget_idx: np.ndarray, retain_idx: np.ndarray,
+                 mseed: int, classes: tuple[int, ...] | None) -> torch.nn.Module:
+        from .api import unlearn
+
+        cfg = build_config(method, dataset=self.exp.dataset_spec, kind=self.kind, seed=mseed,
+                           overrides=self.overrides.get(method))
+        res = unlearn(model, forget=DataLoader(self.train.subset(forget_idx), batch_size=128),
+                      retain=DataLoader(self.train.subset(retain_idx), batch_size=128),
+                      val=DataLoader(self.exp.splits.val, batch_size=128), config=cfg, forget_classes=classes,
+                      num_classes=self.exp.splits.num_classes, device=self.exp.device)
+        return res.model
+
+    # --- U-LiRA ----------------------------------------------------------------------------------------------------
+    def ulira(self, method: str) -> tuple[dict[str, Any], A.ULiraResult]:
+        phis, states = [], []
+        for j, h in enumerate(self.halves):
+            in_h = np.isin(self.targets, h)
+            f_idx = self.targets[in_h]
+            r_idx = np.setdiff1d(h, f_idx)
+            state = np.where(in_h, A.UNLEARNED, A.NEVER_SEEN)
+            key = content_hash(h, f_idx, extra={"m": method, "ov": self.overrides.get(method), "s": self.seed})
+            if method == "original":
+                row = self._row(f"ulira__original__{j}__{key}", lambda j=j: self._shadow(j))
+            elif method == "retrain":
+                row = self._row(f"ulira__retrain__{j}__{key}", lambda j=j, h=h, f_idx=f_idx, r_idx=r_idx:
+                                self.exp._trained("shadow_retrain", self.seed * 1000 + j, self.train.subset(r_idx),
+                                                  {"half": content_hash(h), "forget_hash": content_hash(f_idx)}).model)
+            else:
+                row = self._row(f"ulira__{method}__{j}__{key}", lambda j=j, f_idx=f_idx, r_idx=r_idx: self._unlearn(
+                    method, self._shadow(j), f_idx, r_idx, self.seed * 1000 + j, self.split.forget_classes))
+            phis.append(row["phi"])
+            states.append(state)
+            if (j + 1) % 8 == 0:
+                self.log(f"  u-lira {method}: {j + 1}/{self.k} shadows")
+        res = A.ulira_leave_one_out(np.stack(phis), np.stack(states))
+        return res.metrics("ulira"), res
+
+    # --- challenge forgetting quality -------------------------------------------------------------------------
+    def _retrained_row(self, i: int) -> dict[str, np.ndarray]:
+        return self._row(f"fq__retrain_ref__{i}__{self.split.key}",
+                         lambda: self.exp.retrained(self.split, self.seed * 1000 + i).model)
+
+    def forgetting_quality(self, method: str) -> tuple[dict[str, Any], np.ndarray]:
+        ref = [self._retrained_row(i) for i in range(self.n)]
+        if method == "retrain":
+            rows = [self._retrained_row(self.n + i) for i in range(self.n)]
+        elif method == "original":
+            orig = self.exp.original(self.seed).model
+            rows = [self._row(f"fq__original__{self.split.key}__{self.seed}", lambda: orig)] * self.n
+        else:
+            orig = self.exp.original(self.seed).model
+            key = content_hash(extra={"ov": self.overrides.get(method), "split": self.split.key, "s": self.seed})
+            rows = [self._row(f"fq__{method}__{i}__{key}", lambda i=i: self._unlearn(
+                method, orig, self.split.forget_idx, self.split.retain_idx, i, self.split.forget_classes))
+                for i in range(self.n)]
+        eps = A.challenge_epsilons(np.stack([r["phi"] for r in rows]), np.stack([r["phi"] for r in ref]))
+        fq = A.forgetting_quality(eps, self.n)
+        score = A.challenge_score(fq, [float(r["retain_acc"]) for r in rows], [float(r["retain_acc"]) for r in ref],
+                                  [float(r["test_acc"]) for r in rows], [float(r["test_acc"]) for r in ref])
+        return {"forgetting_quality": fq, "challenge_score": score,
+                "retain_acc": float(np.mean([float(r["retain_acc"]) for r in rows])),
+                "test_acc": float(np.mean([float(r["test_acc"]) for r in rows]))}, eps
+
+
+def run_audit(exp: Experiment, *, request: str, methods: list[str], k: int = 32, n: int | None = None,
+              seed: int = 0, out: Path, overrides: dict[str, dict[str, Any]] | None = None,
+              log: Callable[[str], None] = print, run_info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Audit ``methods`` (plus ``original`` and ``retrain``) and write ``out/audit.json`` and ``out/audit.md``."""
+    if k < 4 or k % 2:
+        raise ConfigError(f"--models must be an even number >= 4 (shadows come in complementary pairs), got {k}")
+    n = n or k
+    if n < 3:
+        raise ConfigError(f"the forgetting-quality population needs at least 3 models, got {n}")
+    out.mkdir(parents=True, exist_ok=True)
+    aud = _Auditor(exp, request, k, n, seed, out, overrides or {}, log)
+    records, curves = [], {}
+    for method in ["original", "retrain", *[m for m in methods if m not in ("original", "retrain")]]:
+        t0 = time.perf_counter()
+        if method not in ("original", "retrain"):
+            spec = exp.check_supported(__import__("unlearnkit").get_method(method), aud.split)
+            if spec:
+                records.append({"method": method, "status": "n/a", "reason": spec})
+                continue
+        um, res = aud.ulira(method)
+        fm, eps = aud.forgetting_quality(method)
+        rec = {"method": method, "status": "ok", "request": request, "seed": seed, "models": k, "n": n,
+               "n_targets": int(len(aud.targets)),
+               "metrics": {**um, **fm, "seconds": time.perf_counter() - t0},
+               "per_example": {"ulira_accuracy": _clean(res.per_example_accuracy), "epsilon": _clean(eps)}}
+        records.append(rec)
+        valid = np.isfinite(res.scores)
+        curves[method] = (res.scores[valid], res.is_unlearned[valid])
+        log(f"audit {method}: u-lira acc {um['ulira_accuracy']:.1f}%, auc {um['ulira_auc']:.3f}, "
+            f"F {fm['forgetting_quality']:.3f} ({time.perf_counter() - t0:.0f}s)")
+    results = {"schema": "unlearnkit.audit/1", "run_info": run_info or {}, "records": records}
+    atomic_write_text(out / "audit.json", json.dumps(results, indent=1))
+    _render(results, curves, out)
+    return results
+
+
+def _clean(a: np.ndarray) -> list[float | None]:
+    return [None if not math.isfinite(float(v)) else round(float(v), 6) for v in np.asarray(a).ravel()]
+
+
+def _render(results: dict[str, Any], curves: dict[str, tuple[np.ndarray, np.ndarray]], out: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
+
+    lines = ["# unlearnkit audit (tier c)", "",
+             "| method | U-LiRA acc % | U-LiRA AUC | TPR@1%FPR | TPR@0.1%FPR | forgetting quality F | score |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+
+    def f(v: Any, d: int) -> str:
+        return "–" if v is None else f"{v:.{d}f}"
+
+    for r in results["records"]:
+        if r["status"] != "ok":
+            lines.append(f"| {r['method']} | n/a: {r.get('reason')} | | | | | |")
+            continue
+        m = r["metrics"]
+        lines.append(f"| {r['method']} | {f(m['ulira_accuracy'], 1)} | {f(m['ulira_auc'], 3)} | "
+                     f"{f(m['ulira_tpr_at_1pct_fpr'], 1)} | {f(m['ulira_tpr_at_0.1pct_fpr'], 1)} | "
+                     f"{f(m['forgetting_quality'], 3)} | {f(m['challenge_score'], 3)} |")
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for name, (s, t) in curves.items():
+        if t.any() and (~t).any():
+            fpr, tpr, _ = roc_curve(t, s)
+            ax.plot(np.maximum(fpr, 1e-4), np.maximum(tpr, 1e-4), label=name)
+    ax.plot([1e-4, 1], [1e-4, 1], "k--", lw=0.7)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title("U-LiRA ROC (unlearned vs never seen)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "audit_roc.png", dpi=110)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in results["records"]:
+        if r["status"] == "ok":
+            e = np.array([v for v in r["per_example"]["epsilon"] if v is not None])
+            ax.hist(np.minimum(e, 10), bins=np.arange(0, 10.5, 0.5), histtype="step", label=r["method"])
+    ax.set_xlabel("per-example ε (clipped at 10 for display)")
+    ax.set_ylabel("forget examples")
+    ax.set_title("challenge ε per forget example")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "audit_epsilon.png", dpi=110)
+    plt.close(fig)
+    lines += ["", "![U-LiRA ROC](audit_roc.png)", "", "![per-example epsilon](audit_epsilon.png)", ""]
+    p = out / "audit.md"
+    atomic_write_text(p, "\n".join(lines))
+    return p
+
+

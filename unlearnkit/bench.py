@@ -1,0 +1,326 @@
+"""``unlearnkit bench``: every (scenario, method, seed) cell, resumable, with a leaderboard report.
+
+Scenarios (each a kind of forget request):
+
+==============  ==============================================================================================
+``class1``      one class (``class:3``)
+``class3``      three classes at once (``class:1,3,7``)
+``random1``     a random 1% of the training set
+``random10``    a random 10%
+``random30``    a random 30%
+``subclass``    one sub-class of one class (``subclass:3/0``); the reference keeps the other sub-class
+``seq_random``  5 requests of a random 2% each, arriving one after another (disjoint draws)
+``seq_class``   3 requests of one class each (classes 1, 3, 5), one after another
+==============  ==============================================================================================
+
+In a sequential scenario each request is applied to the previous step's unlearned model, and after each step the
+model is compared with a model retrained without the union of everything deleted so far.
+
+Resumability: each finished cell is written atomically to ``OUT/cells/<scenario>__<method>__s<seed>.json``; a
+restarted bench with the same arguments skips every cell whose file exists, and trained originals and references
+come from the content-keyed model cache. ``OUT/results.json`` and ``OUT/report.md`` are rebuilt from the cell files
+at the end, so a killed and restarted bench ends with the same results as an uninterrupted one (timings aside).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .checkpoints import atomic_write_text
+from .errors import ConfigError, RequestError
+from .methods.base import get_method
+from .pipeline import Experiment
+from .requests import ForgetRequest, ForgetSplit
+
+__all__ = ["SCENARIOS", "Scenario", "render_bench_report", "run_bench"]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    kind: str  # the request kind the methods see: class | random | subclass
+    description: str
+    requests: tuple[str, ...] = ()  # single-step scenarios: one request
+    steps: int = 1
+    step_fraction: float = 0.0  # seq_random
+    step_classes: tuple[int, ...] = ()  # seq_class
+
+    @property
+    def sequential(self) -> bool:
+        return self.steps > 1
+
+
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
+    Scenario("class1", "class", "one class", ("class:3",)),
+    Scenario("class3", "class", "three classes at once", ("class:1,3,7",)),
+    Scenario("random1", "random", "random 1%", ("random:0.01",)),
+    Scenario("random10", "random", "random 10%", ("random:0.1",)),
+    Scenario("random30", "random", "random 30%", ("random:0.3",)),
+    Scenario("subclass", "subclass", "one sub-class of class 3", ("subclass:3/0",)),
+    Scenario("seq_random", "random", "5 sequential random 2% requests", steps=5, step_fraction=0.02),
+    Scenario("seq_class", "class", "3 sequential one-class requests (1, 3, 5)", steps=3, step_classes=(1, 3, 5)),
+]}
+
+
+def _parse_scenarios(text: str) -> list[Scenario]:
+    if text.strip() == "all":
+        return list(SCENARIOS.values())
+    out = []
+    for name in (t.strip() for t in text.split(",") if t.strip()):
+        if name not in SCENARIOS:
+            raise ConfigError(f"unknown scenario {name!r}; valid: all, {', '.join(SCENARIOS)}")
+        out.append(SCENARIOS[name])
+    if not out:
+        raise ConfigError("--scenarios is empty; pass 'all' or a comma-separated list")
+    return out
+
+
+def scenario_splits(exp: Experiment, sc: Scenario, seed: int) -> list[ForgetSplit]:
+    """The cumulative forget/retain splits after each step of ``sc`` (one split for single-step scenarios)."""
+    train = exp.splits.train
+    n = len(train)
+    if not sc.sequential:
+        return [exp.resolve(sc.requests[0], seed)]
+    if sc.step_classes:
+        if max(sc.step_classes) >= exp.splits.num_classes:
+            raise RequestError(f"scenario {sc.name} needs classes {list(sc.step_classes)}; the dataset has "
+                               f"{exp.splits.num_classes}")
+        steps = [np.flatnonzero(train.y.numpy() == c) for c in sc.step_classes]
+    else:
+        k = int(round(sc.step_fraction * n))
+        if k == 0:
+            raise RequestError(f"scenario {sc.name}: {sc.step_fraction:g} of {n} examples selects nothing")
+        perm = np.random.default_rng([int(seed), 0x5E0]).permutation(n)
+        steps = [np.sort(perm[i * k:(i + 1) * k]) for i in range(sc.steps)]
+    out, union = [], np.zeros(0, dtype=np.int64)
+    for t, new in enumerate(steps):
+        union = np.union1d(union, new).astype(np.int64)
+        classes = tuple(sc.step_classes[:t + 1]) if sc.step_classes else None
+        req = (ForgetRequest(kind="class", classes=tuple(str(c) for c in sc.step_classes[:t + 1])) if classes
+               else ForgetRequest(kind="random", fraction=round(sc.step_fraction * (t + 1), 6)))
+        retain = np.setdiff1d(np.arange(n), union).astype(np.int64)
+        out.append(ForgetSplit(req, union, retain, classes))
+    return out
+
+
+def _cell_path(out: Path, sc: str, method: str, seed: int) -> Path:
+    return out / "cells" / f"{sc}__{method}__s{seed}.json"
+
+
+def run_bench(exp: Experiment, *, methods: list[str], scenarios: list[Scenario], seeds: list[int], out: Path,
+              overrides: dict[str, dict[str, Any]] | None = None, log: Callable[[str], None] = print,
+              run_info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run (or resume) the matrix; returns the results dict also written to ``out/results.json``."""
+    from torch.utils.data import DataLoader
+
+    from .api import unlearn
+    from .evaluation import EvalSets, Evaluator
+    from .pipeline import build_config
+
+    out.mkdir(parents=True, exist_ok=True)
+    # Validate every scenario on every seed first: bad requests fail before any training.
+    plans = {(sc.name, s): scenario_splits(exp, sc, s) for sc in scenarios for s in seeds}
+    total = len(scenarios) * len(seeds) * (len(methods) + 2)
+    done = 0
+    for seed in seeds:
+        orig = None
+        for sc in scenarios:
+            steps = plans[(sc.name, seed)]
+            todo = [m for m in ["original", "retrain", *methods] if not _cell_path(out, sc.name, m, seed).exists()]
+            done += len(methods) + 2 - len(todo)
+            if not todo:
+                continue
+            orig = orig or exp.original(seed)
+            refs = [exp.retrained(sp, seed) for sp in steps]
+            evs = [Evaluator(EvalSets(forget=sp.forget_set(exp.splits.train), retain=sp.retain_set(exp.splits.train),
+                                      test=exp.splits.test, val=exp.splits.val, forget_classes=sp.forget_classes,
+                                      num_classes=exp.splits.num_classes), device=exp.device, seed=seed)
+                   for sp in steps]
+            for method in todo:
+                t0 = time.perf_counter()
+                recs: list[dict[str, Any]] = []
+                if method in ("original", "retrain"):
+                    for t, (sp, ref, ev) in enumerate(zip(steps, refs, evs)):
+                        model = orig.model if method == "original" else ref.model
+                        m = ev.evaluate(model, reference=ref.model if method == "original" else None,
+                                        seconds=None if method == "original" else ref.seconds)
+                        recs.append(_rec(sc, method, seed, t, sp, m, None))
+                else:
+                    spec = get_method(method)
+                    reason = exp.check_supported(spec, steps[0]) or (
+                        f"{method} does not support {sc.kind} requests" if sc.kind not in spec.supported_requests
+                        else None)
+                    if reason:
+                        recs.append({"scenario": sc.name, "method": method, "seed": seed, "status": "n/a",
+                                     "reason": reason, "metrics": {}})
+                    else:
+                        model, total_s = orig.model, 0.0
+                        for t, (sp, ref, ev) in enumerate(zip(steps, refs, evs)):
+                            # A sequential step forgets only what is new, from the previous step's model.
+                            new = np.setdiff1d(sp.forget_idx, steps[t - 1].forget_idx) if t else sp.forget_idx
+                            cfg = build_config(method, dataset=exp.dataset_spec, kind=sc.kind, seed=seed,
+                                               overrides=(overrides or {}).get(method))
+                            new_classes = (tuple(c for c in sp.forget_classes if not steps[t - 1].forget_classes
+                                                 or c not in steps[t - 1].forget_classes)
+                                           if sp.forget_classes and t else sp.forget_classes)
+                            res = unlearn(model, forget=DataLoader(exp.splits.train.subset(new), batch_size=128),
+                                          retain=DataLoader(sp.retain_set(exp.splits.train), batch_size=128),
+                                          val=DataLoader(exp.splits.val, batch_size=128), config=cfg,
+                                          forget_classes=new_classes, num_classes=exp.splits.num_classes,
+                                          device=exp.device)
+                            model, total_s = res.model, total_s + res.seconds
+                            m = ev.evaluate(model, reference=ref.model, seconds=total_s,
+                                            peak_memory_mb=res.peak_memory_mb,
+                                            reference_seconds=ref.seconds)
+                            recs.append(_rec(sc, method, seed, t, sp, m, cfg.to_dict()))
+                atomic_write_text(_cell_path(out, sc.name, method, seed), json.dumps(recs, default=_default))
+                done += 1
+                log(f"[{done}/{total}] {sc.name} · {method} · seed {seed}: {time.perf_counter() - t0:.1f}s")
+    results = collect(out, run_info or {})
+    render_bench_report(results, out)
+    return results
+
+
+def _default(o: Any) -> Any:
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def _rec(sc: Scenario, method: str, seed: int, step: int, sp: ForgetSplit, metrics: dict[str, Any],
+         config: dict[str, Any] | None) -> dict[str, Any]:
+    plots = metrics.pop("_plots", None)
+    r = {"scenario": sc.name, "method": method, "request": str(sp.request), "seed": seed, "step": step,
+         "n_forget": int(len(sp.forget_idx)), "status": "ok", "metrics": metrics}
+    if config is not None:
+        r["config"] = config
+    if plots is not None:
+        r["plots"] = plots
+    return r
+
+
+def collect(out: Path, run_info: dict[str, Any]) -> dict[str, Any]:
+    """All cell records in a stable order, and per-(scenario, step, method) summaries."""
+    from .evaluation import summarize
+
+    records: list[dict[str, Any]] = []
+    for p in sorted((out / "cells").glob("*.json")):
+        records.extend(json.loads(p.read_text()))
+    records.sort(key=lambda r: (r["scenario"], r["method"], r["seed"], r.get("step", 0)))
+    summary = []
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for r in records:
+        groups.setdefault((r["scenario"], r.get("step", 0)), []).append(r)
+    for (sc, step), rs in sorted(groups.items()):
+        ok = [dict(r, request=f"{sc}#{step}") for r in rs if r.get("status") == "ok"]
+        for s in summarize(ok):
+            s.update(scenario=sc, step=step)
+            summary.append(s)
+        for r in rs:
+            if r.get("status") == "n/a" and not any(x["method"] == r["method"] and x.get("scenario") == sc
+                                                    for x in summary):
+                summary.append({"scenario": sc, "step": step, "method": r["method"], "status": "n/a",
+                                "reason": r.get("reason"), "metrics": {}})
+    results = {"schema": "unlearnkit.bench/1", "run_info": run_info, "records": records, "summary": summary}
+    atomic_write_text(out / "results.json", json.dumps(results, indent=1, default=_default))
+    return results
+
+
+def _pm(m: dict[str, Any], k: str, d: int = 2) -> str:
+    v = m.get(k)
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "–"
+    ci = m.get(f"{k}_ci95")
+    return f"{v:.{d}f} ± {ci:.{d}f}" if ci is not None and np.isfinite(ci) else f"{v:.{d}f}"
+
+
+def render_bench_report(results: dict[str, Any], out: Path) -> Path:
+    """Leaderboards per scenario (sorted by avg_gap), the sequential plot and the cost–quality plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = results["summary"]
+    lines = ["# unlearnkit bench", ""]
+    info = results.get("run_info", {})
+    if info:
+        lines += [f"- command: `{info.get('command', '')}`", f"- dataset: {info.get('dataset', {}).get('dataset')}"
+                  f" (hash {info.get('dataset', {}).get('hash')}), model: {info.get('model', {}).get('name')}",
+                  f"- seeds: {info.get('seeds')}, device: {info.get('device')}, git: {info.get('git', {}).get('sha')}",
+                  ""]
+    scen = sorted({s["scenario"] for s in summary}, key=lambda n: list(SCENARIOS).index(n) if n in SCENARIOS else 99)
+    for sc in scen:
+        rows = [s for s in summary if s["scenario"] == sc]
+        last = max(s["step"] for s in rows)
+        rows = [s for s in rows if s["step"] == last]
+        desc = SCENARIOS[sc].description if sc in SCENARIOS else sc
+        lines += [f"## {sc}: {desc}" + (f" (after step {last + 1})" if last else ""), "",
+                  "| rank | method | avg_gap | forget_acc | retain_acc | test_acc | mia_efficacy | seconds | rte |",
+                  "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+        refs = [s for s in rows if s["method"] in ("original", "retrain")]
+        ranked = sorted([s for s in rows if s["method"] not in ("original", "retrain") and s.get("status") != "n/a"],
+                        key=lambda s: s["metrics"].get("avg_gap", float("inf")))
+        for i, s in enumerate(ranked, 1):
+            m = s["metrics"]
+            lines.append(f"| {i} | {s['method']} | {_pm(m, 'avg_gap')} | {_pm(m, 'forget_acc', 1)} | "
+                         f"{_pm(m, 'retain_acc', 1)} | {_pm(m, 'test_acc', 1)} | {_pm(m, 'mia_efficacy', 1)} | "
+                         f"{_pm(m, 'seconds')} | {_pm(m, 'rte', 1)} |")
+        for s in refs:
+            m = s["metrics"]
+            lines.append(f"| – | *{s['method']}* | {_pm(m, 'avg_gap')} | {_pm(m, 'forget_acc', 1)} | "
+                         f"{_pm(m, 'retain_acc', 1)} | {_pm(m, 'test_acc', 1)} | {_pm(m, 'mia_efficacy', 1)} | "
+                         f"{_pm(m, 'seconds')} | – |")
+        na = [s for s in rows if s.get("status") == "n/a"]
+        for s in na:
+            lines.append(f"| – | {s['method']} | n/a: {s.get('reason', '')} | | | | | | |")
+        lines.append("")
+    # Sequential scenarios: avg_gap over steps per method.
+    for sc in [s for s in scen if s in SCENARIOS and SCENARIOS[s].sequential]:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        meths = sorted({s["method"] for s in summary if s["scenario"] == sc and s.get("status") != "n/a"
+                        and s["method"] not in ("retrain",)})
+        for meth in meths:
+            pts = sorted((s["step"] + 1, s["metrics"].get("avg_gap", np.nan)) for s in summary
+                         if s["scenario"] == sc and s["method"] == meth)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=meth)
+        ax.set_xlabel("step (requests applied)")
+        ax.set_ylabel("avg_gap to retrain (points)")
+        ax.set_title(f"{sc}: gap to the reference over steps")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / f"bench_{sc}.png", dpi=110)
+        plt.close(fig)
+        lines += [f"![{sc}](bench_{sc}.png)", ""]
+    # Cost–quality across methods (single-step scenarios, mean over scenarios).
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for sc in scen:
+        pts = [s for s in summary if s["scenario"] == sc and s.get("status") != "n/a"
+               and s["method"] not in ("original", "retrain") and s["step"] == max(
+                   x["step"] for x in summary if x["scenario"] == sc)]
+        ax.scatter([max(s["metrics"].get("seconds", np.nan), 1e-3) for s in pts],
+                   [s["metrics"].get("avg_gap", np.nan) for s in pts], label=sc, s=18)
+        for s in pts:
+            ax.annotate(s["method"], (max(s["metrics"].get("seconds", np.nan), 1e-3),
+                                      s["metrics"].get("avg_gap", np.nan)), fontsize=6)
+    ax.set_xscale("log")
+    ax.set_xlabel("unlearning seconds (log)")
+    ax.set_ylabel("avg_gap (points)")
+    ax.set_title("cost vs quality")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "bench_cost_quality.png", dpi=110)
+    plt.close(fig)
+    lines += ["## Cost vs quality", "", "![cost vs quality](bench_cost_quality.png)", ""]
+    path = out / "report.md"
+    atomic_write_text(path, "\n".join(lines))
+    return path
