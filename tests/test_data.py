@@ -124,8 +124,8 @@ def test_render_shapes_balanced_and_label_noise() -> None:
 
 
 def test_shapes_filled_shapes_cover_more_pixels_than_outlines() -> None:
-    plain = ShapesStyle(clutter=(0, 0), occluders=(0, 0), distractor_p=0.0, noise=(0.0, 0.0), contrast_min=0.5,
-                        gradient=0.0, scale=(10.0, 10.0), thickness=(1.5, 1.5))
+    plain = ShapesStyle(clutter=(0, 0), occluders=(0, 0), distractor_p=0.0, noise=(0.0, 0.0),
+                        gradient=0.0, scale=(10.0, 10.0), thickness=(1.0, 1.0))
     img, y, sub, _ = render_shapes(400, 1, plain)
     # Pixels that differ from the (uniform) background, whose colour is the image's median colour.
     med = np.median(img.reshape(400, 3, -1), axis=2)[:, :, None, None]

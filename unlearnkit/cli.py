@@ -136,7 +136,17 @@ def _experiment(args: argparse.Namespace):  # noqa: ANN202
     from .pipeline import Experiment
 
     log = (lambda m: None) if args.quiet else (lambda m: _console().print(f"[dim]{m}[/dim]"))
-    return Experiment(args.dataset, args.model, data_seed=args.data_seed, cache_dir=args.cache_dir,
+    recipe = None
+    if args.epochs is not None:
+        import dataclasses
+
+        from .presets import DEFAULT_MODEL, train_recipe
+
+        if args.epochs < 1:
+            raise ConfigError(f"--epochs must be >= 1, got {args.epochs}")
+        model = args.model or DEFAULT_MODEL.get(args.dataset.split(":", 1)[0], "mlp")
+        recipe = dataclasses.replace(train_recipe(args.dataset, model), epochs=args.epochs)
+    return Experiment(args.dataset, args.model, recipe=recipe, data_seed=args.data_seed, cache_dir=args.cache_dir,
                       device=args.device, progress=not args.quiet and sys.stderr.isatty(), log=log,
                       label_column=args.label_column)
 
@@ -386,6 +396,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cuda" if _cuda() else "cpu", help="cpu or cuda (default: cuda if available)")
     p.add_argument("--cache-dir", default=os.environ.get("UNLEARNKIT_CACHE", ".unlearnkit_cache"),
                    help="where trained models are cached (env UNLEARNKIT_CACHE; default .unlearnkit_cache)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="override the training recipe's epochs (originals, references, shadows)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or log lines")
 
 

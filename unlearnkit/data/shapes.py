@@ -46,8 +46,10 @@ class ShapesStyle:
     Attributes:
         scale: Range of the shape's radius in pixels.
         thickness: Range of the outline width in pixels.
-        contrast_min: Minimum colour distance (RGB, 0..√3) between the shape and the background at its centre;
-            colours closer than this are re-drawn once, so low but non-zero contrast stays possible.
+        background: Range of each RGB channel of the background colour.
+        foreground: Range of each RGB channel of the shape's colour (by default brighter than the background, so
+            the shape is an edge of known sign; its hue is still random).
+        invert_p: Probability of swapping the two ranges (a dark shape on a light background).
         clutter: Range (inclusive) of clutter items per image.
         occluders: Range (inclusive) of clutter items drawn over the shape.
         distractor_p: Probability of a smaller distractor shape of another class.
@@ -59,13 +61,15 @@ class ShapesStyle:
 
     scale: tuple[float, float] = (5.0, 12.0)
     thickness: tuple[float, float] = (1.2, 2.2)
-    contrast_min: float = 0.25
+    background: tuple[float, float] = (0.0, 0.55)
+    foreground: tuple[float, float] = (0.45, 1.0)
+    invert_p: float = 0.0
     clutter: tuple[int, int] = (1, 5)
     occluders: tuple[int, int] = (0, 2)
     distractor_p: float = 0.5
     distractor_scale: tuple[float, float] = (3.0, 6.0)
     noise: tuple[float, float] = (0.02, 0.12)
-    gradient: float = 0.35
+    gradient: float = 0.2
     label_noise: float = 0.0
 
 
@@ -218,7 +222,12 @@ def render_shapes(n: int, seed: int, style: ShapesStyle | None = None) -> tuple[
     sub = rng.permutation((np.arange(n) // k) % 2).astype(np.int64) if n else np.zeros(0, np.int64)
 
     # Background: a colour plus a linear gradient of random direction, per-channel amplitude.
-    base = rng.uniform(0, 1, (n, 3)).astype(np.float32)
+    invert = rng.random(n) < st.invert_p
+    bg_lo = np.where(invert, st.foreground[0], st.background[0])[:, None]
+    bg_hi = np.where(invert, st.foreground[1], st.background[1])[:, None]
+    fg_lo = np.where(invert, st.background[0], st.foreground[0])[:, None]
+    fg_hi = np.where(invert, st.background[1], st.foreground[1])[:, None]
+    base = (bg_lo + (bg_hi - bg_lo) * rng.random((n, 3))).astype(np.float32)
     g_ang = rng.uniform(0, 2 * math.pi, n)
     g_amp = rng.uniform(-st.gradient, st.gradient, (n, 3)).astype(np.float32)
     ramp = (np.cos(g_ang)[:, None, None] * (_GRID_X[None] - SIZE / 2)
@@ -234,13 +243,7 @@ def render_shapes(n: int, seed: int, style: ShapesStyle | None = None) -> tuple[
     cx = rng.uniform(margin, SIZE - margin).astype(np.float32)
     cy = rng.uniform(margin, SIZE - margin).astype(np.float32)
     thick = rng.uniform(*st.thickness, n).astype(np.float32)
-    colour = rng.uniform(0, 1, (n, 3)).astype(np.float32)
-    # Re-draw (once) colours too close to the background under the shape's centre, keeping hard-but-visible cases.
-    ix = np.clip(cx.astype(int), 0, SIZE - 1)
-    iy = np.clip(cy.astype(int), 0, SIZE - 1)
-    under = img[np.arange(n), :, iy, ix]
-    close = np.linalg.norm(colour - under, axis=1) < st.contrast_min
-    colour[close] = rng.uniform(0, 1, (int(close.sum()), 3)).astype(np.float32)
+    colour = (fg_lo + (fg_hi - fg_lo) * rng.random((n, 3))).astype(np.float32)
 
     has_d = rng.random(n) < st.distractor_p
     d_cls = (y + rng.integers(1, k, n)) % k

@@ -353,7 +353,8 @@ class _Projector:
 
     ``mode="sub"`` keeps ``U_k`` and computes ``G − (G U_k) U_kᵀ``; ``mode="comp"`` keeps the complement basis
     ``U_c`` and computes ``(G U_c) U_cᵀ`` (equal, because ``[U_k U_c]`` is orthonormal); ``"frozen"`` returns
-    zero (k = d, or eps = 1); ``"free"`` leaves G unchanged (k = 0).
+    zero (k = d, or eps = 1); ``"free"`` leaves G unchanged (k = 0). The basis is kept in float64 and cast once
+    per gradient dtype.
     """
 
     mode: str
@@ -361,12 +362,17 @@ class _Projector:
     kept: int
     dim: int
 
+    def __post_init__(self) -> None:
+        self._cast: dict[torch.dtype, torch.Tensor] = {}
+
     def __call__(self, g: torch.Tensor) -> torch.Tensor:
         if self.mode == "free":
             return g
         if self.mode == "frozen":
             return torch.zeros_like(g)
-        b = self.basis.to(g.dtype)  # type: ignore[union-attr]
+        b = self._cast.get(g.dtype)
+        if b is None:
+            b = self._cast[g.dtype] = self.basis.to(g.dtype).contiguous()  # type: ignore[union-attr]
         if self.mode == "sub":
             return g - (g @ b) @ b.T
         return (g @ b) @ b.T
@@ -383,8 +389,8 @@ def _projector(gram: torch.Tensor, eps: float, energy: str, plus_one: bool, devi
     if k >= d:
         return _Projector("frozen", None, d, d)
     if k <= d - k:
-        return _Projector("sub", u[:, :k].to(torch.float32).contiguous(), k, d)
-    return _Projector("comp", u[:, k:].to(torch.float32).contiguous(), k, d)
+        return _Projector("sub", u[:, :k].contiguous(), k, d)
+    return _Projector("comp", u[:, k:].contiguous(), k, d)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -475,16 +481,31 @@ class StopRule:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _retain_stats(model: nn.Module, data: UnlearnData, cfg: PguConfig,
-                  layers: Sequence[LayerInfo]) -> tuple[dict[str, torch.Tensor], str]:
-    """``C_retain`` per layer, from recorded statistics minus forget statistics, or directly from retain data."""
+def _stats_source(data: UnlearnData, layers: Sequence[LayerInfo]) -> LayerStats | None:
+    """The recorded statistics to use (loaded from a path if need be and checked against the model), or None
+    when the retain data is to be used; raises if neither is available. Cheap: runs before any other work."""
     stats = data.stats
     if isinstance(stats, (str, os.PathLike)):
         stats = LayerStats.load(stats, device=data.device)
-    kw = dict(dropout=cfg.dropout, device=data.device, seed=loader_seed(cfg.seed, _SALT_STATS),
-              exclude=cfg.exclude, progress=data.progress)
     if isinstance(stats, LayerStats):
         stats.check_layers(layers)
+        return stats
+    if stats is not None:
+        raise DataError(f"pgu: stats must be a LayerStats (or the path of a saved one), got {type(stats).__name__}")
+    if data.retain is None:
+        raise UnsupportedRequestError(
+            "pgu needs the retain subspace from one of two sources: (a) statistics recorded after training, "
+            "stats=LayerStats.from_loader(model, train_loader) (or its saved path; then no retain data is needed), "
+            "or (b) the retain data itself, retain=DataLoader")
+    return None
+
+
+def _retain_stats(model: nn.Module, data: UnlearnData, cfg: PguConfig, layers: Sequence[LayerInfo],
+                  stats: LayerStats | None) -> tuple[dict[str, torch.Tensor], str]:
+    """``C_retain`` per layer, from recorded statistics minus forget statistics, or directly from retain data."""
+    kw = dict(dropout=cfg.dropout, device=data.device, seed=loader_seed(cfg.seed, _SALT_STATS),
+              exclude=cfg.exclude, progress=data.progress)
+    if stats is not None:
         if stats.meta.get("model_hash") not in (None, weights_fingerprint(model, layers)):
             warnings.warn("the recorded statistics were computed on different weights than the model being "
                           "unlearned (expected after earlier deletion requests; otherwise pass the statistics of "
@@ -501,13 +522,6 @@ def _retain_stats(model: nn.Module, data: UnlearnData, cfg: PguConfig,
             stats.rows.update(c_r.rows)
             stats.meta.update(samples=c_r.meta["samples"], model_hash=None)
         return c_r.grams, "stats"
-    if stats is not None:
-        raise DataError(f"pgu: stats must be a LayerStats (or the path of a saved one), got {type(stats).__name__}")
-    if data.retain is None:
-        raise UnsupportedRequestError(
-            "pgu needs the retain subspace from one of two sources: (a) statistics recorded after training, "
-            "stats=LayerStats.from_loader(model, train_loader) (or its saved path; then no retain data is needed), "
-            "or (b) the retain data itself, retain=DataLoader")
     c_r = LayerStats.from_loader(model, data.retain.dataset, conv_stride=cfg.conv_stride,  # type: ignore[arg-type]
                                  **kw)  # type: ignore[arg-type]
     return c_r.grams, "retain"
@@ -617,6 +631,7 @@ def pgu_unlearn(model: nn.Module, data: UnlearnData, cfg: PguConfig) -> History:
                                       "distribution (not the test set): pass val=DataLoader")
     base = unwrap_model(model)
     layers = projectable_layers(base, cfg.exclude)
+    source = _stats_source(data, layers)
     forgotten = tuple(data.forget_classes or ())
     is_class = bool(forgotten)
     stop = cfg.stop if cfg.stop != "auto" else ("retain_drop" if is_class else "gap")
@@ -642,7 +657,7 @@ def pgu_unlearn(model: nn.Module, data: UnlearnData, cfg: PguConfig) -> History:
         hist.update(stopped_epoch=[0.0], returned_epoch=[0.0])
         return hist
 
-    grams, mode = _retain_stats(model, data, cfg, layers)
+    grams, mode = _retain_stats(model, data, cfg, layers, source)
     projectors = {la.name: _projector(grams[la.name], cfg.eps_layers.get(la.name, cfg.eps), cfg.energy, plus_one,
                                       data.device) for la in layers}
     del grams
