@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from unlearnkit.methods._activations import projectable_layers
-from unlearnkit.methods.pgu import LayerStats, _projector, kept_dimension, pgu_forget_loss  # noqa: F401
+from unlearnkit.methods.pgu import LayerStats, _projector, pgu_forget_loss
 from unlearnkit.models import build_model
 
 
