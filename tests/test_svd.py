@@ -375,3 +375,45 @@ def test_forgets_a_digit_class_and_search_uses_val(digits_mlp) -> None:
     with pytest.raises(UnsupportedRequestError, match="val"):
         unlearnkit.unlearn(net, forget=data.forget, retain=data.retain, forget_classes=[3], num_classes=10,
                            config=SvdConfig(search=True))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# torch.distributed: statistics are all-reduced, so 2 ranks give the single-process result
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _ddp_data():  # noqa: ANN202
+    torch.manual_seed(13)
+    net = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 36, 3))
+    x = torch.randn(45, 1, 8, 8)
+    return net, x[:30], torch.arange(30) % 2, x[30:], torch.full((15,), 2)
+
+
+def _ddp_worker(rank: int, init: str, out: str) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
+    try:
+        net, xr, yr, xf, yf = _ddp_data()
+        # dense_max_dim=4 sends the conv (d=9) and the Linear (d=108) through the sketch's all-reduce path too.
+        for tag, kw in (("gram", {}), ("sketch", {"dense_max_dim": 4, "sketch_rank": 500})):
+            res = run_svd(net, xr, yr, xf, yf, [2], 3, max_patches=10**6, **kw)
+            torch.save({k: v for k, v in res.model.state_dict().items()}, f"{out}.{tag}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.ddp
+def test_two_gloo_ranks_match_a_single_process(tmp_path) -> None:
+    import torch.multiprocessing as mp
+
+    out = str(tmp_path / "w")
+    mp.spawn(_ddp_worker, args=(f"file://{tmp_path / 'init'}", out), nprocs=2, join=True)
+    net, xr, yr, xf, yf = _ddp_data()
+    for tag, kw in (("gram", {}), ("sketch", {"dense_max_dim": 4, "sketch_rank": 500})):
+        single = run_svd(net, xr, yr, xf, yf, [2], 3, max_patches=10**6, **kw).model.state_dict()
+        r0, r1 = torch.load(f"{out}.{tag}.0"), torch.load(f"{out}.{tag}.1")
+        for k in single:
+            assert torch.equal(r0[k], r1[k]), (tag, k)  # every rank applies the same update
+            torch.testing.assert_close(r0[k], single[k], rtol=1e-5, atol=1e-6)

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from .distributed import broadcast_module_, is_distributed
 from .errors import DataError, IncompatibleModelError, UnsupportedRequestError
 from .methods.base import History, MethodSpec, UnlearnConfig, UnlearnData, default_loss, method_for_config
 
@@ -182,6 +183,11 @@ def unlearn(model: nn.Module, *, forget: DataLoader | None, retain: DataLoader |
         inplace: modify ``model`` itself; by default a deep copy is unlearned and ``model`` is left untouched.
         progress: show progress bars.
 
+    Under torch.distributed (launched with ``torchrun``), every rank calls ``unlearn`` with the same arguments: the
+    model is wrapped in DistributedDataParallel for methods flagged ``supports_distributed``, data that the method
+    re-batches is sharded across ranks (the config's batch size stays the global batch), global statistics are
+    all-reduced, and every rank ends with the same weights.
+
     Returns:
         An :class:`UnlearnResult` holding the unlearned model, the history and the wall time.
 
@@ -237,10 +243,22 @@ def unlearn(model: nn.Module, *, forget: DataLoader | None, retain: DataLoader |
                        device=dev, loss_fn=loss_fn or default_loss, stats=stats, progress=progress)
 
     # --- run -----------------------------------------------------------------------------------------------------
+    net: nn.Module = work
+    if is_distributed():
+        if not spec.supports_distributed:
+            raise UnsupportedRequestError(f"method {spec.name!r} does not support torch.distributed runs; launch it "
+                                          "as a single process")
+        broadcast_module_(work)  # every rank starts from rank 0's weights
+        if not spec.gradient_free and any(p.requires_grad for p in work.parameters()):
+            # PyTorch's own engine averages the gradients of every backward pass across ranks; the method code is
+            # unchanged (it sees a module that behaves like the model).
+            from torch.nn.parallel import DistributedDataParallel
+
+            net = DistributedDataParallel(work, device_ids=[dev.index] if dev.type == "cuda" else None)
     torch.manual_seed(config.seed)
     with _PeakMemory(dev) as mem:
         t0 = time.perf_counter()
-        history = spec.fn(work, data, config) or {}
+        history = spec.fn(net, data, config) or {}
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         seconds = time.perf_counter() - t0

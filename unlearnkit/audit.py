@@ -39,6 +39,7 @@ from torch.utils.data import DataLoader
 
 from .checkpoints import atomic_write_text
 from .data.base import content_hash
+from .distributed import broadcast_object, is_main_process
 from .errors import ConfigError
 from .evaluation import audit_metrics as A
 from .pipeline import Experiment, build_config
@@ -92,9 +93,14 @@ class _Auditor:
     # --- signals of one model on T (and its utility) -------------------------------------------------------------
     def _row(self, tag: str, make_model: Callable[[], torch.nn.Module]) -> dict[str, np.ndarray]:
         path = self.out / "signals" / f"{tag}.npz"
-        if path.is_file():
+        cached = None
+        if is_main_process() and path.is_file():
             with np.load(path) as z:
-                return {k: z[k] for k in z.files}
+                cached = {k: z[k] for k in z.files}
+        # Rank 0's disk decides, so that every rank takes the same branch (the compute branch runs collectives).
+        cached = broadcast_object(cached)
+        if cached is not None:
+            return cached
         model = make_model()
         t_set = self.train.subset(self.targets)
         logits = predict_logits(model, t_set, device=self.exp.device)
@@ -102,7 +108,8 @@ class _Auditor:
         ra = _acc(predict_logits(model, self.retain_eval, device=self.exp.device), self.retain_eval.y)
         ta = _acc(predict_logits(model, self.exp.splits.test, device=self.exp.device), self.exp.splits.test.y)
         row = {"phi": phi.astype(np.float64), "retain_acc": np.array(ra), "test_acc": np.array(ta)}
-        _save_npz(path, **row)
+        if is_main_process():
+            _save_npz(path, **row)
         return row
 
     def _shadow(self, j: int):  # noqa: ANN202
@@ -144,7 +151,8 @@ class _Auditor:
             states.append(state)
             if (j + 1) % 8 == 0:
                 self.log(f"  u-lira {method}: {j + 1}/{self.k} shadows")
-        res = A.ulira_leave_one_out(np.stack(phis), np.stack(states))
+        # Few shadows per world leave too few values for a per-example σ: pool it, as LiRA advises at small K.
+        res = A.ulira_leave_one_out(np.stack(phis), np.stack(states), global_variance=self.k <= 16)
         return res.metrics("ulira"), res
 
     # --- challenge forgetting quality -------------------------------------------------------------------------
@@ -202,12 +210,17 @@ def run_audit(exp: Experiment, *, request: str, methods: list[str], k: int = 32,
         records.append(rec)
         valid = np.isfinite(res.scores)
         curves[method] = (res.scores[valid], res.is_unlearned[valid])
-        log(f"audit {method}: u-lira acc {um['ulira_accuracy']:.1f}%, auc {um['ulira_auc']:.3f}, "
-            f"F {fm['forgetting_quality']:.3f} ({time.perf_counter() - t0:.0f}s)")
+        log(f"audit {method}: u-lira acc {_f(um['ulira_accuracy'], 1)}%, auc {_f(um['ulira_auc'], 3)}, "
+            f"F {_f(fm['forgetting_quality'], 3)} ({time.perf_counter() - t0:.0f}s)")
     results = {"schema": "unlearnkit.audit/1", "run_info": run_info or {}, "records": records}
-    atomic_write_text(out / "audit.json", json.dumps(results, indent=1))
-    _render(results, curves, out)
+    if is_main_process():
+        atomic_write_text(out / "audit.json", json.dumps(results, indent=1))
+        _render(results, curves, out)
     return results
+
+
+def _f(v: Any, d: int) -> str:
+    return "–" if v is None else f"{v:.{d}f}"
 
 
 def _clean(a: np.ndarray) -> list[float | None]:
@@ -225,17 +238,14 @@ def _render(results: dict[str, Any], curves: dict[str, tuple[np.ndarray, np.ndar
              "| method | U-LiRA acc % | U-LiRA AUC | TPR@1%FPR | TPR@0.1%FPR | forgetting quality F | score |",
              "|---|---:|---:|---:|---:|---:|---:|"]
 
-    def f(v: Any, d: int) -> str:
-        return "–" if v is None else f"{v:.{d}f}"
-
     for r in results["records"]:
         if r["status"] != "ok":
             lines.append(f"| {r['method']} | n/a: {r.get('reason')} | | | | | |")
             continue
         m = r["metrics"]
-        lines.append(f"| {r['method']} | {f(m['ulira_accuracy'], 1)} | {f(m['ulira_auc'], 3)} | "
-                     f"{f(m['ulira_tpr_at_1pct_fpr'], 1)} | {f(m['ulira_tpr_at_0.1pct_fpr'], 1)} | "
-                     f"{f(m['forgetting_quality'], 3)} | {f(m['challenge_score'], 3)} |")
+        lines.append(f"| {r['method']} | {_f(m['ulira_accuracy'], 1)} | {_f(m['ulira_auc'], 3)} | "
+                     f"{_f(m['ulira_tpr_at_1pct_fpr'], 1)} | {_f(m['ulira_tpr_at_0.1pct_fpr'], 1)} | "
+                     f"{_f(m['forgetting_quality'], 3)} | {_f(m['challenge_score'], 3)} |")
     fig, ax = plt.subplots(figsize=(5, 5))
     for name, (s, t) in curves.items():
         if t.any() and (~t).any():

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from .checkpoints import atomic_write_text
+from .distributed import barrier, broadcast_object, is_main_process
 from .errors import ConfigError, RequestError
 from .methods.base import get_method
 from .pipeline import Experiment
@@ -133,7 +134,9 @@ def run_bench(exp: Experiment, *, methods: list[str], scenarios: list[Scenario],
         orig = None
         for sc in scenarios:
             steps = plans[(sc.name, seed)]
-            todo = [m for m in ["original", "retrain", *methods] if not _cell_path(out, sc.name, m, seed).exists()]
+            # Rank 0's disk decides which cells remain, so every rank runs the same cells (they run collectives).
+            todo = broadcast_object([m for m in ["original", "retrain", *methods]
+                                     if not _cell_path(out, sc.name, m, seed).exists()] if is_main_process() else None)
             done += len(methods) + 2 - len(todo)
             if not todo:
                 continue
@@ -180,9 +183,13 @@ def run_bench(exp: Experiment, *, methods: list[str], scenarios: list[Scenario],
                                             peak_memory_mb=res.peak_memory_mb,
                                             reference_seconds=ref.seconds)
                             recs.append(_rec(sc, method, seed, t, sp, m, cfg.to_dict()))
-                atomic_write_text(_cell_path(out, sc.name, method, seed), json.dumps(recs, default=_default))
+                if is_main_process():
+                    atomic_write_text(_cell_path(out, sc.name, method, seed), json.dumps(recs, default=_default))
                 done += 1
                 log(f"[{done}/{total}] {sc.name} · {method} · seed {seed}: {time.perf_counter() - t0:.1f}s")
+    barrier()
+    if not is_main_process():
+        return {"records": [], "summary": []}
     results = collect(out, run_info or {})
     render_bench_report(results, out)
     return results

@@ -171,6 +171,7 @@ def _record(method: str, request: str, seed: int, metrics: dict[str, Any], confi
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .distributed import is_main_process
     from .evaluation import EvalSets, Evaluator, summarize, write_report
     from .methods.base import get_method
     from .pipeline import parse_overrides
@@ -222,6 +223,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                "summary": summary}
     results["run_info"]["total_seconds"] = time.perf_counter() - t_start
     _write_results(out, results)
+    if not is_main_process():
+        return 0
     report = write_report(results, out)
     _print_table(summary, f"{exp.dataset_spec} · {exp.model_name} · forget {request} · seeds {seeds}")
     _console().print(f"results: {out / 'results.json'}   report: {report}   "
@@ -339,6 +342,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     log = (lambda m: None) if args.quiet else (lambda m: _console().print(m))
     results = run_bench(exp, methods=methods, scenarios=scenarios, seeds=args.seeds, out=out,
                         overrides=parse_overrides(args.set), log=log, run_info=_run_info(args, exp))
+    from .distributed import is_main_process
+
+    if not is_main_process():
+        return 0
     n_ok = sum(r.get("status") == "ok" for r in results["records"])
     _console().print(f"bench: {n_ok} records in {out / 'results.json'}; report {out / 'report.md'} "
                      f"({time.perf_counter() - t0:.1f}s)")
@@ -482,7 +489,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .distributed import init_from_env, is_main_process
+
     args = build_parser().parse_args(argv)
+    # Under torchrun: one process group for the whole command (gloo on CPU, nccl on CUDA); a single process skips it.
+    dist_device = init_from_env()
+    if dist_device is not None and hasattr(args, "device"):
+        args.device = str(dist_device)
+    if not is_main_process() and hasattr(args, "quiet"):
+        args.quiet = True  # rank 0 alone prints, writes results and reports
     try:
         return int(args.fn(args) or 0)
     except UnlearnError as e:
@@ -491,6 +506,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if dist_device is not None:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -19,8 +19,22 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 
-__all__ = ["all_reduce_mean", "all_reduce_sum", "is_distributed", "is_main_process", "rank", "rank_zero_only",
-           "world_size"]
+__all__ = [
+    "EpochShuffleSampler",
+    "all_reduce_mean",
+    "all_reduce_sum",
+    "barrier",
+    "broadcast_module_",
+    "broadcast_object",
+    "gather_rows",
+    "init_from_env",
+    "is_distributed",
+    "is_main_process",
+    "local_batch_size",
+    "rank",
+    "rank_zero_only",
+    "world_size",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -71,3 +85,110 @@ def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
         t /= dist.get_world_size()
     return t
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Process group set-up (torchrun) and data sharding
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def init_from_env() -> torch.device | None:
+    """Initialise the default process group when launched by torchrun (WORLD_SIZE > 1); return this rank's device.
+
+    Backend ``nccl`` when CUDA is available (each rank takes ``cuda:LOCAL_RANK``), else ``gloo``. A single process
+    (no WORLD_SIZE, or 1) does nothing and returns None, so the single-process path needs no set-up at all.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not dist.is_available():
+        return None
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+        backend = "nccl"
+    else:
+        device, backend = torch.device("cpu"), "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend)
+    return device
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """``obj`` from rank ``src`` on every rank (identity in a single process)."""
+    if not is_distributed():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def broadcast_module_(module: torch.nn.Module, src: int = 0) -> None:
+    """Copy every parameter and buffer of ``module`` from rank ``src`` to all ranks, in place."""
+    if not is_distributed():
+        return
+    with torch.no_grad():
+        for t in list(module.parameters()) + list(module.buffers()):
+            dist.broadcast(t.data, src=src)
+
+
+def gather_rows(local: torch.Tensor, positions: torch.Tensor, total: int) -> torch.Tensor:
+    """Reassemble a (total, ...) tensor from each rank's rows at ``positions`` (no duplicates, nothing dropped)."""
+    if not is_distributed():
+        out = local.new_empty((total, *local.shape[1:]))
+        out[positions] = local
+        return out
+    ws = dist.get_world_size()
+    shards: list[Any] = [None] * ws
+    dist.all_gather_object(shards, (positions.cpu(), local.cpu()))
+    out = local.new_empty((total, *local.shape[1:])).cpu()
+    seen = torch.zeros(total, dtype=torch.bool)
+    for pos, rows in shards:
+        if bool(seen[pos].any()):
+            raise RuntimeError("gather_rows: a row was computed on two ranks")
+        out[pos] = rows
+        seen[pos] = True
+    if not bool(seen.all()):
+        raise RuntimeError("gather_rows: some rows were computed on no rank")
+    return out.to(local.device)
+
+
+class EpochShuffleSampler(torch.utils.data.Sampler[int]):
+    """Seeded sampler whose order changes on every pass, and that shards identically under torch.distributed.
+
+    Pass ``e`` draws ``randperm(n)`` from a generator seeded with ``seed + e``; rank ``r`` of ``W`` takes positions
+    ``r, r+W, ...`` of it (padded by wrapping to a multiple of W, as DistributedSampler does). With a per-rank batch of
+    B/W, step s of all ranks together covers exactly the examples a single process sees in step s with batch B, so a
+    DDP run and a single-process run follow the same global batches.
+    """
+
+    def __init__(self, n: int, *, shuffle: bool = True, seed: int = 0) -> None:
+        self.n, self.shuffle, self.seed = int(n), bool(shuffle), int(seed)
+        self.rank, self.world = rank(), world_size()
+        self.epoch = 0
+
+    def _order(self) -> torch.Tensor:
+        if self.shuffle:
+            g = torch.Generator()
+            g.manual_seed(self.seed + self.epoch)
+            return torch.randperm(self.n, generator=g)
+        return torch.arange(self.n)
+
+    def __len__(self) -> int:
+        return -(-self.n // self.world)
+
+    def __iter__(self) -> Any:
+        order = self._order()
+        self.epoch += 1
+        per = len(self)
+        if per * self.world > self.n:
+            order = torch.cat([order, order[: per * self.world - self.n]])
+        return iter(order[self.rank:: self.world].tolist())
+
+
+def local_batch_size(global_batch: int) -> int:
+    """The per-rank batch that makes ``global_batch`` across ranks (at least 1)."""
+    return max(1, int(global_batch) // world_size())

@@ -22,6 +22,7 @@ from .api import UnlearnResult, unlearn
 from .checkpoints import ModelCache, build_from_checkpoint, save_checkpoint
 from .data import load_dataset
 from .data.base import DatasetSplits, LabeledDataset
+from .distributed import barrier, broadcast_module_, broadcast_object, is_main_process
 from .errors import ConfigError, UnsupportedRequestError
 from .methods.base import MethodSpec, UnlearnConfig, get_method
 from .models import build_model
@@ -32,6 +33,9 @@ from .training import TrainRecipe, train
 __all__ = ["Experiment", "TrainedModel", "build_config", "parse_overrides"]
 
 Log = Callable[[str], None]
+
+# Part of every cache key: bump it when a change to the training loop changes what a recipe produces.
+TRAINING_CODE_VERSION = 2
 
 
 @dataclass
@@ -143,12 +147,19 @@ class Experiment:
 
     def _trained(self, role: str, seed: int, data: LabeledDataset, extra: dict[str, Any]) -> TrainedModel:
         key = self.cache.key(role=role, dataset=self.splits.hash, model=self.model_spec(),
-                             recipe=self.recipe.to_dict(), seed=int(seed), **extra)
-        hit = self.cache.get(key)
+                             recipe=self.recipe.to_dict(), seed=int(seed), code=TRAINING_CODE_VERSION, **extra)
+        # Rank 0 decides whether the cache holds the model, so all ranks take the same branch (a collective
+        # training run on some ranks only would hang); others receive rank 0's weights if their disk lacks it.
+        hit = broadcast_object(self.cache.get(key) if is_main_process() else None)
         if hit is not None:
-            model, man = build_from_checkpoint(hit, self.device)
+            if is_main_process() or Path(hit).is_file():
+                model, man = build_from_checkpoint(hit, self.device)
+            else:
+                model, man = self.new_model(seed), {}
+            man = broadcast_object(man)
+            broadcast_module_(model)
             self.log(f"reusing cached {role} model (seed {seed}) from {hit}")
-            return TrainedModel(model, man, hit, reused=True)
+            return TrainedModel(model.eval(), man, Path(hit), reused=True)
         model = self.new_model(seed)
         self.log(f"training {role} model (seed {seed}, {len(data)} examples, {self.recipe.epochs} epochs)")
         tlog = train(model, data, recipe=self.recipe, seed=seed, device=self.device, progress=self.progress,
@@ -156,7 +167,10 @@ class Experiment:
         man = {"role": role, "dataset": self.splits.manifest, "model": self.model_spec(),
                "recipe": self.recipe.to_dict(), "seed": int(seed), "train_seconds": tlog.seconds,
                "final_train_loss": tlog.epoch_losses[-1] if tlog.epoch_losses else None, **extra}
-        path = save_checkpoint(self.cache.path(key), model, man)
+        path = self.cache.path(key)
+        if is_main_process():
+            save_checkpoint(path, model, man)
+        barrier()
         return TrainedModel(model.eval(), man, path, reused=False)
 
     def original(self, seed: int) -> TrainedModel:

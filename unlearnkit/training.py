@@ -3,8 +3,9 @@
 SGD (momentum, weight decay) or Adam, cosine or constant learning rate, optional augmentation (random crop with
 4-pixel reflection padding and horizontal flip, for images of 16 pixels or more), a progress bar, and determinism
 under a seed on CPU: the shuffling order and the augmentation draw from generators seeded by ``seed``.
-Under torch.distributed (launched with torchrun) the data is sharded with a DistributedSampler and the model is
-wrapped in DistributedDataParallel; gradients are averaged by DDP, so every rank holds the same weights.
+Under torch.distributed (launched with torchrun) the data is sharded across ranks (the recipe's batch size stays
+the global batch) and the model is wrapped in DistributedDataParallel; DDP averages the gradients, so every rank
+holds the same weights.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .distributed import is_distributed, is_main_process
+from .distributed import EpochShuffleSampler, is_distributed, is_main_process, local_batch_size
 from .errors import ConfigError, DataError
 
 __all__ = ["TrainCallback", "TrainLog", "TrainRecipe", "evaluate_accuracy", "predict_logits", "train"]
@@ -135,17 +136,14 @@ def train(model: nn.Module, dataset: Dataset, *, recipe: TrainRecipe | None = No
     g.manual_seed(int(seed))
     torch.manual_seed(int(seed))  # dropout and any other global-RNG use inside the model
 
+    # The recipe's batch size is global: each of W ranks takes batch_size // W examples of the same global batch.
+    sampler = EpochShuffleSampler(len(dataset), shuffle=True, seed=int(seed))  # type: ignore[arg-type]
+    loader = DataLoader(dataset, batch_size=local_batch_size(r.batch_size), sampler=sampler)
+    net: nn.Module = model
     if is_distributed():
         from torch.nn.parallel import DistributedDataParallel
-        from torch.utils.data.distributed import DistributedSampler
 
-        sampler = DistributedSampler(dataset, shuffle=True, seed=int(seed))
-        loader = DataLoader(dataset, batch_size=r.batch_size, sampler=sampler)
-        net: nn.Module = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
-    else:
-        sampler = None
-        loader = DataLoader(dataset, batch_size=r.batch_size, shuffle=True, generator=g)
-        net = model
+        net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     opt = _optimizer(model, r)
     total = max(1, r.epochs * len(loader))
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -159,8 +157,6 @@ def train(model: nn.Module, dataset: Dataset, *, recipe: TrainRecipe | None = No
     net.train()
     bar = tqdm(range(r.epochs), desc=desc, disable=not (progress and is_main_process()), leave=False)
     for epoch in bar:
-        if sampler is not None:
-            sampler.set_epoch(epoch)
         run, count = 0.0, 0
         for x, y in loader:
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)

@@ -28,27 +28,25 @@ def loader_seed(seed: int, salt: int) -> int:
 
 def rebatch(loader_or_dataset: DataLoader | Dataset, batch_size: int, *, shuffle: bool, seed: int = 0,
             drop_last: bool = False) -> DataLoader:
-    """A new single-process DataLoader over the same dataset, with its own batch size and seeded order.
+    """A new DataLoader over the same dataset, with its own (global) batch size and a seeded order.
 
-    Under torch.distributed the dataset is sharded with a DistributedSampler (seeded, same order on all ranks).
+    The order changes on every pass (seed + pass number). Under torch.distributed the dataset is sharded across
+    ranks and each rank takes ``batch_size // world_size`` examples per step, so ``batch_size`` stays the global
+    batch and a multi-process run follows the same global batches as a single process
+    (:class:`~unlearnkit.distributed.EpochShuffleSampler`).
     """
-    from ..distributed import is_distributed
+    from ..distributed import EpochShuffleSampler, local_batch_size
 
     ds = loader_or_dataset.dataset if isinstance(loader_or_dataset, DataLoader) else loader_or_dataset
-    if is_distributed():
-        from torch.utils.data.distributed import DistributedSampler
-
-        sampler = DistributedSampler(ds, shuffle=shuffle, seed=seed, drop_last=drop_last)
-        return DataLoader(ds, batch_size=batch_size, sampler=sampler, drop_last=drop_last)
-    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
-                      generator=make_generator(seed) if shuffle else None)
+    sampler = EpochShuffleSampler(len(ds), shuffle=shuffle, seed=seed)  # type: ignore[arg-type]
+    return DataLoader(ds, batch_size=local_batch_size(batch_size), sampler=sampler, drop_last=drop_last)
 
 
 def cycle(loader: DataLoader) -> Iterator:
     """Iterate over ``loader`` forever (re-shuffling each pass when the loader shuffles)."""
     for epoch in itertools.count():
         sampler = getattr(loader, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
+        if hasattr(sampler, "set_epoch"):  # a user's DistributedSampler (ours reshuffles by itself)
             sampler.set_epoch(epoch)
         yielded = False
         for batch in loader:

@@ -17,7 +17,13 @@ class SmallCNN(nn.Module):
     """Conv blocks (3×3 conv → BatchNorm → ReLU → 2×2 max-pool) → global average pool → Linear.
 
     A block pools only while the feature map is at least 2 pixels on each side, so the same architecture serves
-    8×8 digits (8→4→2→1) and 32×32 images (32→16→8→4). The convolutions have no bias because BatchNorm follows.
+    8×8 digits (8→4→2→1→1) and 32×32 images (32→16→8→4→2). The convolutions have no bias because BatchNorm
+    follows. Four narrow blocks were chosen over three wider ones: on ``shapes`` the fourth block (cheap at 4×4)
+    made the net fit its training set several times faster, for about 25% more compute per step.
+
+    The input is converted to the channels-last memory layout inside ``forward`` (the weights keep the default
+    layout, so ``.view`` on them and safetensors checkpoints work as usual): on one CPU core the oneDNN
+    convolutions then run about 30% faster. The maths is unchanged.
 
     Args:
         in_channels: Input channels.
@@ -27,7 +33,7 @@ class SmallCNN(nn.Module):
     """
 
     def __init__(self, in_channels: int, num_classes: int, spatial: tuple[int, int],
-                 widths: Sequence[int] = (32, 64, 128)) -> None:
+                 widths: Sequence[int] = (16, 32, 64, 128)) -> None:
         super().__init__()
         blocks: list[nn.Module] = []
         c, (h, w) = in_channels, spatial
@@ -44,11 +50,12 @@ class SmallCNN(nn.Module):
         self.head = nn.Linear(c, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous(memory_format=torch.channels_last)
         return self.head(torch.flatten(self.pool(self.features(x)), 1))
 
 
 def _build_cnn(input_shape: tuple[int, ...], num_classes: int, *,
-               widths: Sequence[int] = (32, 64, 128)) -> nn.Module:
+               widths: Sequence[int] = (16, 32, 64, 128)) -> nn.Module:
     widths = tuple(widths)
     if not widths or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in widths):
         raise ConfigError(f"cnn widths must be a non-empty sequence of positive ints, got {widths!r}")
@@ -56,4 +63,4 @@ def _build_cnn(input_shape: tuple[int, ...], num_classes: int, *,
 
 
 register_model("cnn", _build_cnn, image_only=True,
-               summary="3 conv blocks (conv-BN-ReLU-pool) + linear head; fast on CPU, the default model")
+               summary="4 conv blocks (conv-BN-ReLU-pool, widths 16-32-64-128) + linear head; fast on CPU, the default")
