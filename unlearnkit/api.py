@@ -259,6 +259,7 @@ def unlearn(model: nn.Module, *, forget: DataLoader | None, retain: DataLoader |
     with _PeakMemory(dev) as mem:
         t0 = time.perf_counter()
         history = spec.fn(net, data, config) or {}
+        broadcast_module_(work, buffers_only=True)  # no-op in one process; syncs BN statistics under DDP
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         seconds = time.perf_counter() - t0

@@ -126,12 +126,16 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     return box[0]
 
 
-def broadcast_module_(module: torch.nn.Module, src: int = 0) -> None:
-    """Copy every parameter and buffer of ``module`` from rank ``src`` to all ranks, in place."""
+def broadcast_module_(module: torch.nn.Module, src: int = 0, *, buffers_only: bool = False) -> None:
+    """Copy every parameter and buffer of ``module`` (only the buffers if asked) from rank ``src``, in place.
+
+    After a DDP run the parameters agree on every rank, but BatchNorm running statistics were updated from each
+    rank's own shard in the last forward pass: broadcasting the buffers makes the ranks hold identical models.
+    """
     if not is_distributed():
         return
     with torch.no_grad():
-        for t in list(module.parameters()) + list(module.buffers()):
+        for t in ([] if buffers_only else list(module.parameters())) + list(module.buffers()):
             dist.broadcast(t.data, src=src)
 
 

@@ -23,7 +23,13 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .distributed import EpochShuffleSampler, is_distributed, is_main_process, local_batch_size
+from .distributed import (
+    EpochShuffleSampler,
+    broadcast_module_,
+    is_distributed,
+    is_main_process,
+    local_batch_size,
+)
 from .errors import ConfigError, DataError
 
 __all__ = ["TrainCallback", "TrainLog", "TrainRecipe", "evaluate_accuracy", "predict_logits", "train"]
@@ -143,7 +149,10 @@ def train(model: nn.Module, dataset: Dataset, *, recipe: TrainRecipe | None = No
     if is_distributed():
         from torch.nn.parallel import DistributedDataParallel
 
-        net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+        if isinstance(model, DistributedDataParallel):  # already wrapped (e.g. by unlearn() for `retrain`)
+            model = model.module
+        else:
+            net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     opt = _optimizer(model, r)
     total = max(1, r.epochs * len(loader))
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -177,6 +186,7 @@ def train(model: nn.Module, dataset: Dataset, *, recipe: TrainRecipe | None = No
                 cb.on_batch(model, x, y)
         epoch_losses.append(run / max(count, 1))
         bar.set_postfix(loss=f"{epoch_losses[-1]:.3f}")
+    broadcast_module_(model, buffers_only=True)  # BN statistics of rank 0 on every rank (no-op in one process)
     model.eval()
     return TrainLog(losses=losses, epoch_losses=epoch_losses, seconds=time.perf_counter() - t0)
 
