@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
-from ..distributed import all_reduce_mean, all_reduce_sum, is_distributed, rank, world_size
+from ..distributed import all_reduce_mean, all_reduce_sum, is_distributed, local_batch_size, rank, world_size
 from ..errors import DataError, UnsupportedRequestError
 from ._common import loader_seed, rebatch
 from .base import ALL_KINDS, History, UnlearnConfig, UnlearnData, register_method
@@ -263,6 +263,9 @@ def _held_out_loss(model: nn.Module, val: Dataset, data: UnlearnData, batch_size
     Under torch.distributed each rank takes every ``world``-th example (no padding, unlike a DistributedSampler)
     and the sum and count are all-reduced, so every rank gets the same τ as a single process would.
     """
+    # The bare module, not a DDP wrapper: ranks may run different numbers of batches here, and a DDP forward could
+    # start a collective (buffer broadcast) that the other ranks never join.
+    model = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
     was = model.training
     model.eval()
     ds: Dataset = Subset(val, range(rank(), len(val), world_size())) if is_distributed() else val  # type: ignore[arg-type]
@@ -296,7 +299,7 @@ def _check_train_mode_batches(model: nn.Module, plan: GradTauPlan, n_forget: int
         return
     w = world_size()
     for name, n in (("forget", n_forget), ("retain", n_retain)):
-        per_rank = math.ceil(n / w)  # DistributedSampler pads every rank to this many examples
+        per_rank = math.ceil(n / w)  # the sharded sampler pads every rank to this many examples
         if per_rank % per_rank_bs == 1 or per_rank == 1:
             raise DataError(f"gradtau with bn_mode='train' would give BatchNorm a {name} batch of one example "
                             f"({n} examples, batch size {per_rank_bs} per process); use bn_mode='eval' (the image "
@@ -326,9 +329,7 @@ class _RetainStream:
         self._it: Iterator | None = None
 
     def restart(self) -> None:
-        sampler = getattr(self.loader, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(self.passes)  # DistributedSampler reshuffles only when told a new epoch
+        # rebatch's sampler draws a new order on every pass by itself (seed + pass number).
         self.passes += 1
         self._it = iter(self.loader)
 
@@ -404,10 +405,12 @@ def gradtau(model: nn.Module, data: UnlearnData, cfg: GradTauConfig) -> History:
       uses τ = max(held-out loss, ln K) with K classes, the loss of a prediction that is uniform over the classes,
       i.e. knows nothing of the forgotten class. This is our choice, not the paper's; ``class_tau="val"`` keeps
       the paper's τ. For random subsets τ is always the held-out loss.
-    * ``batch_size`` is the global batch: under torch.distributed each process takes ⌈batch_size / world⌉
-      examples, n_f and n_r count per-process batches, τ and the hinge's batch-mean forget loss are reduced
-      across ranks, and gradients are averaged (by DDP, or here when the model is not DDP-wrapped), so all ranks
-      apply the same update. The monitoring of MIA and test accuracy inside the official loop is omitted (§7.9).
+    * ``batch_size`` is the global batch: under torch.distributed each process takes batch_size // world
+      examples (:func:`~unlearnkit.methods._common.rebatch`), n_f and n_r count per-process batches, τ and the
+      hinge's batch-mean forget loss are reduced across ranks, and gradients are averaged (by the DDP wrapper
+      :func:`~unlearnkit.unlearn` adds, or here when the model is not DDP-wrapped), so all ranks apply the same
+      update as one process on the same global batches. The per-epoch MIA and test-accuracy monitoring of the
+      official loop is omitted (§7.9).
 
     Args:
         model: the trained classifier, edited in place.
@@ -453,12 +456,14 @@ def gradtau(model: nn.Module, data: UnlearnData, cfg: GradTauConfig) -> History:
     if plan.epochs == 0 or plan.lr == 0.0:
         return hist  # zero strength: the model is not touched at all (no forward pass in train mode either)
 
-    per_rank_bs = math.ceil(plan.batch_size / world_size())
+    per_rank_bs = local_batch_size(plan.batch_size)  # rebatch takes the global batch and shards it by itself
     _check_train_mode_batches(model, plan, n_forget, n_retain, per_rank_bs)
-    forget_loader = rebatch(data.forget, per_rank_bs, shuffle=True, seed=loader_seed(cfg.seed, 1))
-    retain = _RetainStream(rebatch(data.retain, per_rank_bs, shuffle=True, seed=loader_seed(cfg.seed, 2)))
+    # Pass p of a loader is shuffled with seed + p: salts far apart keep the forget and retain orders from
+    # reusing each other's seeds.
+    forget_loader = rebatch(data.forget, plan.batch_size, shuffle=True, seed=loader_seed(cfg.seed, 1))
+    retain = _RetainStream(rebatch(data.retain, plan.batch_size, shuffle=True, seed=loader_seed(cfg.seed, 500_000)))
     # The renewal period counts the batches one process actually sees (equal to the plan's in one process); a
-    # DistributedSampler pads every rank to the same length, so the period is the same on every rank.
+    # sharded sampler pads every rank to the same length, so the period is the same on every rank.
     restart_every = len(retain.loader) // len(forget_loader)
 
     use_chance = cfg.class_tau == "chance" or (cfg.class_tau == "auto" and bool(data.forget_classes))
@@ -481,9 +486,6 @@ def gradtau(model: nn.Module, data: UnlearnData, cfg: GradTauConfig) -> History:
             group["lr"] = lr
         hist["alpha"].append(alpha)
         hist["lr"].append(lr)
-        sampler = getattr(forget_loader, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(e)
         _set_mode(model, plan.bn_mode)
         epoch_losses = []
         for xf, yf in forget_loader:
