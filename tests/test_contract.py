@@ -17,7 +17,8 @@ def problem():
 @pytest.mark.parametrize("name", METHODS)
 def test_contract(name, problem):
     out = check_method_contract(name, problem)
-    assert out["forget_loss_after"] >= out["forget_loss_before"] - 1e-6
+    if get_method(name).raises_forget_loss:
+        assert out["forget_loss_after"] >= out["forget_loss_before"] - 1e-6
 
 
 def test_matrix_covers_registry():

@@ -13,6 +13,7 @@ import torch
 
 from unlearnkit.data import DATASETS, list_datasets, load_dataset, render_shapes, safe_load_pickle
 from unlearnkit.data._split import example_keys, hashed_split, split_sizes, standardise
+from unlearnkit.data.loaders import DEFAULT_SHAPES_TRAIN, shapes_sizes
 from unlearnkit.data.shapes import SHAPE_CLASSES, ShapesStyle
 from unlearnkit.errors import DataError
 
@@ -131,6 +132,11 @@ def test_shapes_filled_shapes_cover_more_pixels_than_outlines() -> None:
     med = np.median(img.reshape(400, 3, -1), axis=2)[:, :, None, None]
     ink = (np.abs(img - med).sum(1) > 0.15).mean(axis=(1, 2))
     assert ink[sub == 0].mean() > 1.5 * ink[sub == 1].mean()
+
+
+def test_shapes_default_sizes() -> None:
+    assert shapes_sizes(DEFAULT_SHAPES_TRAIN) == (5000, 1000, 1000)
+    assert shapes_sizes(20) == (20, 10, 10)
 
 
 def test_shapes_bad_sizes() -> None:

@@ -356,7 +356,8 @@ def test_forgets_a_digit_class_and_search_uses_val(digits_mlp) -> None:
     f = yt == 3
     data = UnlearnData(forget=loader(xt[f], yt[f]), retain=loader(xt[~f], yt[~f]), val=loader(xv, yv, 128),
                        forget_classes=(3,), num_classes=10)
-    res = svd_search(net, data, grid_r=(10.0, 100.0, 1000.0), grid_f=(3.0, 30.0, 300.0))
+    res = svd_search(net, data, SvdConfig(search_early_stop=False), grid_r=(10.0, 100.0, 1000.0),
+                     grid_f=(3.0, 30.0, 300.0))
     assert len(res.grid) == 9 and res.improved
     assert res.score == max(p.score for p in res.grid) > res.original_score
     best = next(p for p in res.grid if (p.alpha_r, p.alpha_f) == (res.config.alpha_r, res.config.alpha_f))
@@ -368,10 +369,14 @@ def test_forgets_a_digit_class_and_search_uses_val(digits_mlp) -> None:
     # The search inside unlearn() (config.search) picks the same pair and records the grid in the history.
     via = unlearnkit.unlearn(net, forget=data.forget, retain=data.retain, val=data.val, forget_classes=[3],
                              num_classes=10, config=SvdConfig(search=True, grid_r=(10.0, 100.0, 1000.0),
-                                                              grid_f=(3.0, 30.0, 300.0)))
+                                                              grid_f=(3.0, 30.0, 300.0), search_early_stop=False))
     assert (via.history["alpha_r"][0], via.history["alpha_f"][0]) == (res.config.alpha_r, res.config.alpha_f)
     assert len(via.history["search_score"]) == 9
     assert all(torch.equal(a, b) for a, b in zip(via.model.parameters(), res.model.parameters()))
+    # The legacy early stop evaluates a subset of the grid, with the same scores where it evaluates.
+    quick = svd_search(net, data, SvdConfig(), grid_r=(10.0, 100.0, 1000.0), grid_f=(3.0, 30.0, 300.0))
+    full = {(p.alpha_r, p.alpha_f): p.score for p in res.grid}
+    assert len(quick.grid) < 9 and all(full[(p.alpha_r, p.alpha_f)] == p.score for p in quick.grid)
     with pytest.raises(UnsupportedRequestError, match="val"):
         unlearnkit.unlearn(net, forget=data.forget, retain=data.retain, forget_classes=[3], num_classes=10,
                            config=SvdConfig(search=True))

@@ -185,6 +185,9 @@ class MethodSpec:
     stochastic: bool = True
     is_baseline: bool = False
     touches: Literal["all", "last_layer", "salient", "weights"] = "all"
+    #: False for methods that never look at the forget set's loss (``finetune`` relies on catastrophic forgetting),
+    #: whose forget loss need not rise at a small budget; the contract test checks the direction only when True.
+    raises_forget_loss: bool = True
     validate_model: ModelValidator = _default_validate_model
 
 

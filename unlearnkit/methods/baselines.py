@@ -145,7 +145,7 @@ def random_label(model: nn.Module, data: UnlearnData, cfg: RandomLabelConfig) ->
 register_method("finetune", config_cls=FinetuneConfig, fn=finetune, is_baseline=True,
                 summary="Fine-tune on the retain set only.",
                 paper="Golatkar et al., Eternal Sunshine of the Spotless Net, CVPR 2020 (FT baseline)",
-                requires_forget=False, supports_distributed=True)
+                requires_forget=False, supports_distributed=True, raises_forget_loss=False)
 register_method("gradient_ascent", config_cls=GradientAscentConfig, fn=gradient_ascent, is_baseline=True,
                 summary="Gradient ascent on the forget-set loss (NegGrad).",
                 paper="Thudi et al., Unrolling SGD, EuroS&P 2022 (GA baseline)",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -31,6 +32,9 @@ from .base import History, UnlearnConfig, UnlearnData, register_method
 
 __all__ = ["SalunConfig"]
 
+# Loader salts far apart: rebatch reseeds every pass with (seed + pass), so close salts would repeat orders.
+_SALT_FORGET, _SALT_RETAIN, _SALT_MIXED, _SALT_LABELS = 100_000, 200_000, 300_000, 500_000
+
 
 # ---------------------------------------------------------------------------------------------------------------
 # Config
@@ -40,6 +44,8 @@ __all__ = ["SalunConfig"]
 @dataclass
 class SalunConfig(UnlearnConfig):
     """Hyperparameters of :func:`salun`; defaults are the official SalUn CIFAR-10 random-forgetting settings."""
+
+    ZERO_STRENGTH: ClassVar[dict[str, Any]] = {"epochs": 0}
 
     epochs: int = field(default=10, metadata={"help": "Passes over forget and retain sets."})
     lr: float = field(default=0.013, metadata={"help": "SGD learning rate (official README example)."})
@@ -200,7 +206,7 @@ def salun(model: nn.Module, data: UnlearnData, cfg: SalunConfig) -> History:
     # --- random-label fine-tuning of the salient weights --------------------------------------------------------
     params = [p for _, p in trainable_parameters(model)]
     opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    g = make_generator(loader_seed(cfg.seed, 5))
+    g = make_generator(loader_seed(cfg.seed, _SALT_LABELS))
 
     def step(x: torch.Tensor, y: torch.Tensor) -> float:
         loss = data.loss_fn(model(x), y)
@@ -212,22 +218,26 @@ def salun(model: nn.Module, data: UnlearnData, cfg: SalunConfig) -> History:
             restore_outside_mask(model, mask, theta_o, opt)
         return float(loss.detach())
 
+    # rebatch draws a new seeded order on every pass, so the loaders are built once.
+    forget = rebatch(data.forget, cfg.batch_size, shuffle=True, seed=loader_seed(cfg.seed, _SALT_FORGET))  # type: ignore[arg-type]
+    retain = rebatch(data.retain, cfg.batch_size, shuffle=True, seed=loader_seed(cfg.seed, _SALT_RETAIN))  # type: ignore[arg-type]
+    mixed = rebatch(ConcatDataset([_Tagged(data.forget.dataset, True),  # type: ignore[union-attr]
+                                   _Tagged(data.retain.dataset, False)]),  # type: ignore[union-attr]
+                    cfg.batch_size, shuffle=True, seed=loader_seed(cfg.seed, _SALT_MIXED))
+
     model.train()
     for epoch in tqdm(range(cfg.epochs), desc="salun", disable=not data.progress, leave=False):
         for group in opt.param_groups:
             group["lr"] = _lr_at(cfg, epoch)
-        ep_seed = loader_seed(cfg.seed, 100 + epoch)
         if cfg.order == "sequential":
-            for x, y in rebatch(data.forget, cfg.batch_size, shuffle=True, seed=ep_seed):  # type: ignore[arg-type]
+            for x, y in forget:
                 x, y = x.to(dev), y.to(dev)
                 hist["forget_loss"].append(step(x, random_labels(y, num_classes, g,
                                                                  exclude_true=cfg.exclude_true_label)))
-            for x, y in rebatch(data.retain, cfg.batch_size, shuffle=True, seed=ep_seed + 1):  # type: ignore[arg-type]
+            for x, y in retain:
                 hist["retain_loss"].append(step(x.to(dev), y.to(dev)))
         else:
-            mixed = ConcatDataset([_Tagged(data.forget.dataset, True),  # type: ignore[union-attr]
-                                   _Tagged(data.retain.dataset, False)])  # type: ignore[union-attr]
-            for x, y, is_f in rebatch(mixed, cfg.batch_size, shuffle=True, seed=ep_seed):
+            for x, y, is_f in mixed:
                 x, y, is_f = x.to(dev), y.to(dev), is_f.to(dev)
                 y = torch.where(is_f, random_labels(y, num_classes, g, exclude_true=cfg.exclude_true_label), y)
                 hist.setdefault("mixed_loss", []).append(step(x, y))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -27,6 +28,9 @@ __all__ = ["SfronConfig"]
 _CIFAR_ITERS, _CIFAR_BATCH, _CIFAR_REMAIN = 1500, 128, 45_000
 CIFAR_RETAIN_EPOCHS = _CIFAR_ITERS * _CIFAR_BATCH / _CIFAR_REMAIN  # = 4.2667 passes over the remain set
 
+# Loader salts far apart: rebatch reseeds every pass with (seed + pass), so close salts would repeat orders.
+_SALT_FORGET, _SALT_RETAIN, _SALT_FISHER_F, _SALT_FISHER_R = 100_000, 200_000, 300_000, 400_000
+
 
 # ---------------------------------------------------------------------------------------------------------------
 # Config
@@ -38,10 +42,12 @@ class SfronConfig(UnlearnConfig):
     """Hyperparameters of :func:`sfron`; defaults are the official CIFAR-10 classification settings (spec §4.1).
 
     The number of iterations is given in *remain epochs* so that it scales with the dataset:
-    ``n_iters = round(retain_epochs * |D_r| / batch_size)`` (``|D_r|`` counted per rank under torch.distributed),
-    and ``retain_epochs`` defaults to 1500·128/45000 ≈ 4.267, which reproduces the official 1500 iterations on
-    CIFAR-10. Set ``n_iters`` to fix the count instead.
+    ``n_iters = round(retain_epochs * |D_r| / batch_size)`` (``batch_size`` is the global batch under
+    torch.distributed), and ``retain_epochs`` defaults to 1500·128/45000 ≈ 4.267, which reproduces the official
+    1500 iterations on CIFAR-10. Set ``n_iters`` to fix the count instead.
     """
+
+    ZERO_STRENGTH: ClassVar[dict[str, Any]] = {"n_iters": 0}
 
     retain_epochs: float = field(default=CIFAR_RETAIN_EPOCHS, metadata={
         "help": "Length of the run in passes over the remain set (n_iters = round(retain_epochs*|D_r|/batch)); "
@@ -167,8 +173,9 @@ def _num_iters(cfg: SfronConfig, retain_loader: torch.utils.data.DataLoader) -> 
         return cfg.n_iters
     if cfg.retain_epochs == 0:
         return 0
-    n_local = len(retain_loader.sampler)  # type: ignore[arg-type]  # per-rank count under DistributedSampler
-    return max(1, round(cfg.retain_epochs * n_local / cfg.batch_size))
+    # batch_size is the global batch (rebatch shards it across ranks), so count the whole remain set.
+    n_remain = len(retain_loader.dataset)  # type: ignore[arg-type]
+    return max(1, round(cfg.retain_epochs * n_remain / cfg.batch_size))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -208,7 +215,7 @@ def sfron(model: nn.Module, data: UnlearnData, cfg: SfronConfig) -> History:
     4.267 remain epochs (and, for a 10% request, 7.68 forget epochs). Here the length is set in remain epochs,
     ``n_iters = round(retain_epochs·|D_r|/batch_size)`` with ``retain_epochs = 1500·128/45000``, which gives
     exactly 1500 on CIFAR-10 and keeps the number of passes over each set constant on smaller datasets
-    (``|D_r|`` is the per-rank count under torch.distributed). ``n_iters`` overrides it.
+    (``batch_size`` is the global batch under torch.distributed). ``n_iters`` overrides it.
 
     **Random-subset vs class requests.** The official code releases random-subset settings only; for a class
     request the same algorithm runs with D_f = every training example of the forgotten classes and D_r = all
@@ -262,21 +269,21 @@ def sfron(model: nn.Module, data: UnlearnData, cfg: SfronConfig) -> History:
     """
     hist: History = {"forget_loss": [], "retain_loss": [], "alpha": [], "mask_fraction": [], "n_iters": []}
     dev = data.device
-    retain = rebatch(data.retain, cfg.batch_size, shuffle=True, seed=loader_seed(cfg.seed, 2))  # type: ignore[arg-type]
+    retain = rebatch(data.retain, cfg.batch_size, shuffle=True, seed=loader_seed(cfg.seed, _SALT_RETAIN))  # type: ignore[arg-type]
     n_iters = _num_iters(cfg, retain)
     hist["n_iters"].append(float(n_iters))
     # Zero strength: nothing may change, not even normalisation statistics, so return before any forward pass.
     if n_iters == 0 or cfg.lr == 0.0:
         return hist
-    forget = rebatch(data.forget, cfg.batch_size, shuffle=True, seed=loader_seed(cfg.seed, 1))  # type: ignore[arg-type]
+    forget = rebatch(data.forget, cfg.batch_size, shuffle=True, seed=loader_seed(cfg.seed, _SALT_FORGET))  # type: ignore[arg-type]
 
     # --- Step A: forget/remain-balanced saliency mask, computed once at the starting point ----------------------
     mask: Mask | None = None
     if cfg.use_mask:
         fisher_f = squared_gradients(model, rebatch(data.forget, cfg.batch_size, shuffle=True,  # type: ignore[arg-type]
-                                                    seed=loader_seed(cfg.seed, 3)), data.loss_fn, dev)
+                                                    seed=loader_seed(cfg.seed, _SALT_FISHER_F)), data.loss_fn, dev)
         fisher_r = squared_gradients(model, rebatch(data.retain, cfg.batch_size, shuffle=True,  # type: ignore[arg-type]
-                                                    seed=loader_seed(cfg.seed, 4)), data.loss_fn, dev)
+                                                    seed=loader_seed(cfg.seed, _SALT_FISHER_R)), data.loss_fn, dev)
         mask = ratio_mask(fisher_f, fisher_r, cfg.gamma)
         del fisher_f, fisher_r
         hist["mask_fraction"].append(mask_fraction(mask))

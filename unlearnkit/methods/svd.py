@@ -33,9 +33,10 @@ from .base import History, UnlearnConfig, UnlearnData, register_method
 __all__ = ["SvdConfig", "SvdGridPoint", "SvdSearchResult", "svd_search", "svd_unlearn"]
 
 _SALT_FORGET, _SALT_PATCHES = 41, 42
-# A forget direction whose retain-free part (I − M_r)·u has norm below this is numerically inside the retain
-# space; it is treated as exactly inside (no change), so an empty forget-only space leaves weights bit-identical.
-_FORGET_ONLY_TOL = 1e-9
+# A forget direction whose retain-free part (I − M_r)·u (a unit vector's) has norm below this is numerically inside
+# the retain space; it is treated as exactly inside (no change), so an empty forget-only space leaves weights
+# bit-identical. The norm is obtained from its square, 1 − Σ(2λ−λ²)a², whose float64 rounding is ~1e-15, hence 1e-6.
+_FORGET_ONLY_TOL = 1e-6
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -87,6 +88,9 @@ class SvdConfig(UnlearnConfig):
         "help": "alpha_r grid of the search (official tune_our.py grid)."})
     grid_f: tuple[float, ...] = field(default=(1.0, 3.0, 10.0, 30.0, 100.0), metadata={
         "help": "alpha_f grid of the search (official tune_our.py grid)."})
+    search_early_stop: bool = field(default=True, metadata={
+        "help": "Legacy search shortcut: for each alpha_r, stop raising alpha_f once retain_acc < best score or "
+                "forget_acc < 1/K (larger alpha_f only removes more). False evaluates the whole grid."})
 
     def validate(self) -> None:
         super().validate()
@@ -101,8 +105,9 @@ class SvdConfig(UnlearnConfig):
         self._check_range("batch_size", 1, integer=True)
         self._check_range("dense_max_dim", 1, integer=True)
         self._check_range("sketch_rank", 1, integer=True)
-        if not isinstance(self.search, bool):
-            raise ConfigError(f"SvdConfig.search must be True or False, got {self.search!r}")
+        for flag in ("search", "search_early_stop"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ConfigError(f"SvdConfig.{flag} must be True or False, got {getattr(self, flag)!r}")
         if isinstance(self.exclude, str) or not all(isinstance(e, str) for e in self.exclude):
             raise ConfigError(f"SvdConfig.exclude must be a tuple of module names, got {self.exclude!r}")
         self.exclude = tuple(self.exclude)
@@ -136,34 +141,45 @@ def scaled_importance(energy: torch.Tensor, alpha: float) -> torch.Tensor:
 
 @dataclass
 class _LayerSpaces:
-    """Cached factors of one layer: retain and forget eigenvectors with their normalised energies."""
+    """Cached factors of one layer; everything that does not depend on the alphas is computed once.
+
+    ``a = U_rᵀ U_f`` (``k_r×k_f``), ``wu_r = W0 U_r`` and ``wu_f = W0 U_f`` make each alpha pair cost
+    ``O(o·k_r·k_f + o·k_f·d)`` instead of ``O(d·k_r·k_f)``, which matters for the search.
+    """
 
     layer: LayerInfo
-    u_r: torch.Tensor
     e_r: torch.Tensor
     u_f: torch.Tensor
     e_f: torch.Tensor
+    a: torch.Tensor
+    wu_r: torch.Tensor
+    wu_f: torch.Tensor
     w0: torch.Tensor  # the original flattened weight, float64
 
+    @classmethod
+    def build(cls, layer: LayerInfo, u_r: torch.Tensor, e_r: torch.Tensor, u_f: torch.Tensor,
+              e_f: torch.Tensor) -> _LayerSpaces:
+        w0 = layer.weight.detach().flatten(1).to(device=u_f.device, dtype=torch.float64).clone()
+        return cls(layer, e_r, u_f, e_f, u_r.T @ u_f, w0 @ u_r, w0 @ u_f, w0)
 
-def _weight_delta(w: torch.Tensor, sp: _LayerSpaces, alpha_r: float, alpha_f: float) -> torch.Tensor | None:
-    """``W·(I − Pᵀ) = W·(I − M_r)·M_f`` in low-rank form (spec §1 step 5), or None when it is exactly zero.
 
-    With ``M = U diag(λ) Uᵀ``: ``V = (I − M_r)·U_f = U_f − U_r·(λ_r ⊙ U_rᵀU_f)`` (``d×k_f``) and
-    ``ΔW = (W·V)·diag(λ_f)·U_fᵀ``. No ``d×d`` matrix is formed; the cost is ``O(d·k_r·k_f + o·d·k_f)``.
+def _weight_delta(sp: _LayerSpaces, alpha_r: float, alpha_f: float) -> torch.Tensor | None:
+    """``W0·(I − Pᵀ) = W0·(I − M_r)·M_f`` in low-rank form (spec §1 step 5), or None when it is exactly zero.
+
+    With ``M = U diag(λ) Uᵀ``: ``V = (I − M_r)·U_f = U_f − U_r·(λ_r ⊙ U_rᵀU_f)`` and
+    ``ΔW = (W·V)·diag(λ_f)·U_fᵀ = (W U_f − (W U_r)(λ_r ⊙ A))·diag(λ_f)·U_fᵀ``. No ``d×d`` matrix is formed.
     """
     lam_f = scaled_importance(sp.e_f, alpha_f)
-    keep = lam_f > 0
-    if not bool(keep.any()):
-        return None
-    u_f, lam_f = sp.u_f[:, keep], lam_f[keep]
     lam_r = scaled_importance(sp.e_r, alpha_r)
-    v = u_f - sp.u_r @ (lam_r[:, None] * (sp.u_r.T @ u_f))
+    b = lam_r[:, None] * sp.a  # k_r × k_f
+    # ‖V_j‖² = 1 − 2 a_j·b_j + ‖b_j‖² because the columns of U_r and U_f are orthonormal.
+    v2 = (1.0 - 2.0 * (sp.a * b).sum(0) + (b * b).sum(0)).clamp_min(0.0)
     # Columns of V that vanish are forget directions wholly inside the (hard) retain space: drop them exactly.
-    live = v.norm(dim=0) > _FORGET_ONLY_TOL
+    live = (lam_f > 0) & (v2.sqrt() > _FORGET_ONLY_TOL)
     if not bool(live.any()):
         return None
-    return ((w @ v[:, live]) * lam_f[live]) @ u_f[:, live].T
+    wv = sp.wu_f[:, live] - sp.wu_r @ b[:, live]
+    return (wv * lam_f[live]) @ sp.u_f[:, live].T
 
 
 def _apply(spaces: Sequence[_LayerSpaces], alpha_r: float, alpha_f: float) -> int:
@@ -172,7 +188,7 @@ def _apply(spaces: Sequence[_LayerSpaces], alpha_r: float, alpha_f: float) -> in
     with torch.no_grad():
         for sp in spaces:
             wt = sp.layer.weight
-            delta = _weight_delta(sp.w0, sp, alpha_r, alpha_f)
+            delta = _weight_delta(sp, alpha_r, alpha_f)
             if delta is None:
                 wt.copy_(sp.w0.view_as(wt).to(wt.dtype))
                 continue
@@ -237,8 +253,7 @@ def _layer_spaces(model: nn.Module, data: UnlearnData, cfg: SvdConfig) -> tuple[
     spaces = []
     for layer in layers:
         u_r, e_r, u_f, e_f = factors[layer.name]
-        w0 = layer.weight.detach().flatten(1).to(torch.float64).clone()
-        spaces.append(_LayerSpaces(layer, u_r, e_r, u_f, e_f, w0))
+        spaces.append(_LayerSpaces.build(layer, u_r, e_r, u_f, e_f))
     return spaces, len(retain_ds), len(forget_ds)
 
 
@@ -320,8 +335,9 @@ def _search(model: nn.Module, spaces: Sequence[_LayerSpaces], data: UnlearnData,
     original_score = best[0]
     improved = False
     grid: list[SvdGridPoint] = []
+    chance = 1.0 / data.num_classes if data.num_classes else 0.0
     for a_r in cfg.grid_r:
-        for a_f in cfg.grid_f:
+        for a_f in sorted(cfg.grid_f):
             _apply(spaces, a_r, a_f)
             r, f = _val_accuracies(model, data.val, forgotten, data.device)
             s = score_fn(r, f)
@@ -329,6 +345,10 @@ def _search(model: nn.Module, spaces: Sequence[_LayerSpaces], data: UnlearnData,
             # The incumbent starts at the original model's score (spec §1 step 6); ties keep the earlier point.
             if s > best[0]:
                 best, improved = (s, a_r, a_f), True
+            # Legacy shortcut (class_removal/utils.py): a larger alpha_f only removes more, so once retain accuracy
+            # is below the best score, or the class is forgotten to chance level, the rest of the row cannot win.
+            if cfg.search_early_stop and (r < best[0] or f < chance):
+                break
     # No grid point beat the untouched model: restore it exactly (spec: the incumbent is the original model).
     changed = _apply(spaces, best[1], best[2]) if improved else _restore(spaces)
     return SvdSearchResult(model=model, config=replace(cfg, alpha_r=best[1], alpha_f=best[2], search=False),
@@ -402,11 +422,14 @@ def svd_unlearn(model: nn.Module, data: UnlearnData, cfg: SvdConfig) -> History:
       over the forgotten classes (upstream excluded only the first and pooled the forget samples, §4.9).
     * Inputs are used as the loaders give them: no training augmentation (§4.2 recommends ``augment=False``).
     * Directions with numerically-zero energy (rank tolerance ``64·d·eps₆₄·λ_max``) get ``λ = 0``; forget
-      directions lying numerically inside a hard retain space (``‖(I − M_r)u‖ ≤ 1e-9``) are left exactly
-      unchanged, so an empty forget-only space returns bit-identical weights.
+      directions lying numerically inside a hard retain space (``‖(I − M_r)u‖ ≤ 1e-6`` for a unit ``u``) are
+      left exactly unchanged, so an empty forget-only space returns bit-identical weights.
     * ``alpha_r``/``alpha_f`` are floats (upstream parsed them as ``int``, §4.13); ``inf`` gives the hard projector.
     * The search (``search=True``) scores on the caller's held-out ``val`` data, never on the test set
-      (``tune_our.py`` used the test loader, which leaks; the legacy code used a train-validation split).
+      (``tune_our.py`` used the test loader, which leaks; the legacy code used a train-validation split). By
+      default it uses the legacy code's shortcut (``search_early_stop``): for each ``alpha_r`` the ``alpha_f``
+      values are tried in increasing order and the row stops once retain accuracy falls below the best score or
+      forget accuracy below ``1/K``; ``search_early_stop=False`` evaluates the whole grid (as ``tune_our.py``).
     * Grouped convolutions and ``nn.MultiheadAttention`` are refused (:func:`~._activations.check_model`).
 
     Args:
