@@ -15,7 +15,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -229,6 +229,8 @@ class LayerStats:
 @dataclass
 class PguConfig(UnlearnConfig):
     """Hyperparameters of :func:`pgu_unlearn`; defaults from the spec §4 (official configs) unless noted."""
+
+    ZERO_STRENGTH: ClassVar[dict[str, Any]] = {"lr_start": 0.0, "lr_end": 0.0}
 
     eps: float = field(default=0.95, metadata={
         "help": "Energy threshold eps of the kept retain subspace (official: 0.95 SmallVGG, 0.9 AllCNN/ResNet18); "
@@ -645,7 +647,7 @@ def pgu_unlearn(model: nn.Module, data: UnlearnData, cfg: PguConfig) -> History:
     if stop == "retain_drop" and math.isnan(m0.retained_val_acc):
         raise DataError("pgu's class-removal stopping rule measures accuracy on the val samples of the retained "
                         "classes, but val holds none: pass a val set covering the retained classes")
-    _log(hist, 0.0, float("nan"), m0)
+    _log(hist, 0.0, _initial_forget_loss(model, data, cfg), m0)
     returned = rule.update(0, m0)
     if returned is not None:  # gap already positive before any update
         warnings.warn(f"pgu: val accuracy ({m0.val_acc:.1f}%) already exceeds forget accuracy ({m0.forget_acc:.1f}%)"
@@ -719,6 +721,20 @@ def pgu_unlearn(model: nn.Module, data: UnlearnData, cfg: PguConfig) -> History:
     hist.update(stopped_epoch=[float(epoch)], returned_epoch=[float(returned)],
                 kept_fraction=[kept / max(dims, 1)], stats_from_recorded=[1.0 if mode == "stats" else 0.0])
     return hist
+
+
+def _initial_forget_loss(model: nn.Module, data: UnlearnData, cfg: PguConfig) -> float:
+    """The forget loss before any update (eval mode, no gradient), so the history starts with a finite value."""
+    was = model.training
+    model.eval()
+    tot, n = 0.0, 0
+    with torch.no_grad():
+        for x, y in data.forget:  # type: ignore[union-attr]
+            x, y = x.to(data.device), y.to(data.device)
+            tot += float(pgu_forget_loss(model(x), y, offset=cfg.offset, w_conf=cfg.w_conf, w_ent=cfg.w_ent)) * len(y)
+            n += len(y)
+    model.train(was)
+    return tot / max(n, 1)
 
 
 def _log(hist: History, lr: float, loss: float, m: _Metrics) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -58,6 +59,9 @@ class SvdConfig(UnlearnConfig):
     Set ``search=True`` to pick ``(alpha_r, alpha_f)`` from ``grid_r × grid_f`` on the held-out ``val`` data
     (never the test set); the SVDs are computed once for the whole grid.
     """
+
+    # alpha_f = 0 gives the forget space zero importance, so P = I and the weights are unchanged (spec step 4).
+    ZERO_STRENGTH: ClassVar[dict[str, Any]] = {"alpha_f": 0.0}
 
     alpha_r: float = field(default=100.0, metadata={
         "help": "Scaling alpha of the retain space (official CIFAR-10: 100; CIFAR-100: 1000; ImageNet: 100). "

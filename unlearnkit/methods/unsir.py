@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -42,6 +43,8 @@ class UnsirConfig(UnlearnConfig):
     ``legacy=False`` (default) is the corrected behaviour; ``legacy=True`` reproduces the three bugs of the
     official notebook listed in spec §4 (see :func:`unsir` for the details).
     """
+
+    ZERO_STRENGTH: ClassVar[dict[str, Any]] = {"impair_epochs": 0, "repair_epochs": 0}
 
     noise_batch: int = field(default=256, metadata={
         "help": "Noise images learned per forgotten class (official: 256, the training batch size)."})
