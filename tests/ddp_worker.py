@@ -22,6 +22,14 @@ def main(out: str, methods: list[str] | None) -> None:
     # The original model is trained before the process group exists, so both launches start from the same weights.
     prob = toy_problem(seed=0)
     init_from_env()
+    # Sharded evaluation: gathered signals equal a plain full pass, in example order.
+    from unlearnkit.evaluation import compute_signals
+    from unlearnkit.training import predict_logits
+
+    sig = compute_signals(prob.model, prob.train, "train")
+    full = predict_logits(prob.model, prob.train)
+    signals_diff = float((torch.from_numpy(sig.logits) - full).abs().max())
+    labels_match = bool((torch.from_numpy(sig.labels) == prob.train.y).all()) and len(sig.labels) == len(prob.train)
     names = methods or [m for m in unlearnkit.list_methods() if unlearnkit.get_method(m).supports_distributed]
     results = {}
     for name in names:
@@ -44,6 +52,7 @@ def main(out: str, methods: list[str] | None) -> None:
             "identical_across_ranks": identical,
             "weights": flat.tolist(),
         }
+    results["_signals"] = {"max_abs_diff": signals_diff, "labels_match": labels_match, "world_size": dist.get_world_size() if dist.is_initialized() else 1}
     if is_main_process():
         with open(out, "w") as f:
             json.dump(results, f)

@@ -147,6 +147,12 @@ def test_stop_rule_on_constructed_sequences() -> None:
     for e, f in enumerate([100, 95, 90]):
         r.update(e, m(f, 80))
     assert r.update(3, m(75, 80)) == 3
+    # Val guard: the val accuracy falls with the forget accuracy; stop before it drops more than 5 points.
+    r = StopRule("gap", retain_drop=5.0, val_guard=True)
+    seq = [m(100, 90), m(95, 88), m(88, 85.5), m(30, 31)]  # epoch 3 collapses (gap +1, val −59)
+    assert [r.update(e, s) for e, s in enumerate(seq)] == [None, None, None, 2]
+    r = StopRule("gap", retain_drop=5.0, val_guard=False)
+    assert [r.update(e, s) for e, s in enumerate(seq)] == [None, None, None, 3]  # |+1| < |−2.5|: official rule
     # Already satisfied at epoch 0: abort and return the original model.
     r = StopRule("gap")
     assert r.update(0, m(70, 80)) == 0 and r.aborted

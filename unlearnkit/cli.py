@@ -366,7 +366,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
     log = (lambda m: None) if args.quiet else (lambda m: _console().print(m))
     run_audit(exp, request=args.forget, methods=methods, k=args.models, n=args.n, seed=args.seed, out=out,
               overrides=parse_overrides(args.set), log=log, run_info=_run_info(args, exp))
-    _console().print(f"audit: {out / 'audit.json'}  report: {out / 'audit.md'} ({time.perf_counter() - t0:.0f}s)")
+    from .distributed import is_main_process
+
+    if is_main_process():
+        _console().print(f"audit: {out / 'audit.json'}  report: {out / 'audit.md'} ({time.perf_counter() - t0:.0f}s)")
     return 0
 
 

@@ -45,9 +45,10 @@ def is_distributed() -> bool:
 
 
 def rank() -> int:
+    """This process's rank in the initialised group, 0 without one (consistent with :func:`world_size`)."""
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank()
-    return int(os.environ.get("RANK", "0"))
+    return 0
 
 
 def world_size() -> int:
@@ -57,7 +58,10 @@ def world_size() -> int:
 
 
 def is_main_process() -> bool:
-    return rank() == 0
+    """Rank 0 (before the group exists, a torchrun worker reads its rank from the environment)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return os.environ.get("RANK", "0") == "0"
 
 
 def rank_zero_only(fn: F) -> F:

@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
+from ..distributed import gather_rows, is_distributed, rank, world_size
 from ..errors import DataError
 from . import metrics as M
 
@@ -147,6 +148,14 @@ def compute_signals(model: nn.Module, ds: Dataset, name: str, *, batch_size: int
     flags = {m: m.training for m in model.modules()}
     zs: list[torch.Tensor] = []
     ys: list[torch.Tensor] = []
+    # Under torch.distributed each rank runs every W-th example and the rows are gathered back into example order
+    # (gather_rows checks that no row is duplicated or dropped). Every rank holds the same model, so the result
+    # equals the single-process pass.
+    n_all = len(ds)  # type: ignore[arg-type]
+    positions = None
+    if is_distributed() and n_all >= world_size():
+        positions = torch.arange(rank(), n_all, world_size())
+        ds = ds.subset(positions) if hasattr(ds, "subset") else Subset(ds, positions.tolist())
     try:
         if dev != home:
             model.to(dev)
@@ -165,8 +174,13 @@ def compute_signals(model: nn.Module, ds: Dataset, name: str, *, batch_size: int
             m.training = f
     if not zs:
         raise DataError(f"the {name} set is empty: the evaluator needs at least one example in it")
-    logits = torch.cat(zs).numpy()
-    labels = torch.cat(ys).numpy().astype(np.int64)
+    if positions is not None:
+        logits_t = gather_rows(torch.cat(zs), positions, n_all)
+        labels_t = gather_rows(torch.cat(ys), positions, n_all)
+    else:
+        logits_t, labels_t = torch.cat(zs), torch.cat(ys)
+    logits = logits_t.numpy()
+    labels = labels_t.numpy().astype(np.int64)
     if logits.ndim != 2:
         raise DataError(f"the model returned outputs of shape {tuple(logits.shape)} on the {name} set; the "
                         "evaluator needs class logits of shape (batch, num_classes)")
