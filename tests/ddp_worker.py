@@ -52,7 +52,8 @@ def main(out: str, methods: list[str] | None) -> None:
             "identical_across_ranks": identical,
             "weights": flat.tolist(),
         }
-    results["_signals"] = {"max_abs_diff": signals_diff, "labels_match": labels_match, "world_size": dist.get_world_size() if dist.is_initialized() else 1}
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    results["_signals"] = {"max_abs_diff": signals_diff, "labels_match": labels_match, "world_size": world}
     if is_main_process():
         with open(out, "w") as f:
             json.dump(results, f)
