@@ -13,6 +13,19 @@ Usage::
     python benchmarks/shapes_difficulty.py --spec shapes:2000 --seeds 0,1 --epochs 20
 
 Everything runs on one CPU thread; the default run trains 2 models per seed.
+
+Results with the defaults (shapes: 5000 train / 1000 val / 1000 test, data seed 0; model cnn; recipe epochs=30,
+batch_size=128, SGD lr=0.05 momentum=0.9 nesterov, weight_decay=5e-4, cosine schedule, no augmentation), one run
+per seed, November 2026, on the shared 2-core machine::
+
+    seed  train acc  test acc  forget acc original  forget acc retrained  gap (points)
+    0     100.0      88.0      100.0                83.8                  16.2
+    1     100.0      88.5      100.0                86.0                  14.0
+    2     100.0      87.9      100.0                88.2                  11.8
+    mean  100.0      88.1      100.0                86.0                  14.0
+
+Training one model took 105–181 s on that machine while it was loaded with other jobs (load average 8–16 on
+2 cores); a calibration step benchmark puts an idle core at roughly 35–40 s per model.
 """
 
 from __future__ import annotations

@@ -76,7 +76,12 @@ def test_cnn_adapts_to_input_size() -> None:
     for shape in [(1, 8, 8), (3, 32, 32), (3, 16, 8), (1, 3, 3)]:
         torch.manual_seed(0)
         assert build_model("cnn", shape, 4, **TINY["cnn"]).eval()(torch.randn(2, *shape)).shape == (2, 4)
-    assert any(isinstance(m, nn.BatchNorm2d) for m in build_model("cnn", (3, 32, 32), 4).modules())
+    big, small = build_model("cnn", (3, 32, 32), 4), build_model("cnn", (1, 8, 8), 4)
+    assert any(isinstance(m, nn.BatchNorm2d) for m in big.modules())
+    # Strided stem only for inputs of 16 pixels or more; 8×8 digits keep their resolution.
+    assert big.features[0][0].stride == (2, 2) and small.features[0][0].stride == (1, 1)
+    assert big.features[:2](torch.zeros(1, 3, 32, 32)).shape[-2:] == (8, 8)
+    assert small.features[:2](torch.zeros(1, 1, 8, 8)).shape[-2:] == (4, 4)
 
 
 def test_resnet18_stem_is_cifar_style() -> None:

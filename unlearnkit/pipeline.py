@@ -8,6 +8,7 @@ retrained reference also on the forget set. Both are trained once and reused by 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ __all__ = ["Experiment", "TrainedModel", "build_config", "parse_overrides"]
 Log = Callable[[str], None]
 
 # Part of every cache key: bump it when a change to the training loop changes what a recipe produces.
-TRAINING_CODE_VERSION = 2
+TRAINING_CODE_VERSION = 3
 
 
 @dataclass
@@ -121,6 +122,7 @@ class Experiment:
         self.log = log
         self.label_column = label_column
         self._splits: DatasetSplits | None = None
+        self._arch: str | None = None
 
     # --- data ------------------------------------------------------------------------------------------------------
     @property
@@ -145,8 +147,19 @@ class Experiment:
         s = self.splits
         return build_model(self.model_name, s.input_shape, s.num_classes, **self.model_kwargs).to(self.device)
 
+    def arch_signature(self) -> str:
+        """Hash of the model's parameter and buffer names and shapes: part of every cache key, so that a change to
+        an architecture's code never loads checkpoints of the old layout."""
+        if self._arch is None:
+            with torch.random.fork_rng(devices=[]):
+                s = self.splits
+                net = build_model(self.model_name, s.input_shape, s.num_classes, **self.model_kwargs)
+            desc = ";".join(f"{k}:{tuple(v.shape)}" for k, v in net.state_dict().items())
+            self._arch = hashlib.sha256(desc.encode()).hexdigest()[:16]
+        return self._arch
+
     def _trained(self, role: str, seed: int, data: LabeledDataset, extra: dict[str, Any]) -> TrainedModel:
-        key = self.cache.key(role=role, dataset=self.splits.hash, model=self.model_spec(),
+        key = self.cache.key(role=role, dataset=self.splits.hash, model=self.model_spec(), arch=self.arch_signature(),
                              recipe=self.recipe.to_dict(), seed=int(seed), code=TRAINING_CODE_VERSION, **extra)
         # Rank 0 decides whether the cache holds the model, so all ranks take the same branch (a collective
         # training run on some ranks only would hang); others receive rank 0's weights if their disk lacks it.

@@ -5,20 +5,23 @@ Classes: circle, triangle, square, hexagon, star, cross, crescent, arrow, semici
 signed-distance functions evaluated on the pixel grid for all images of a class at once (numpy only; about 3 s for
 7,000 images on one core):
 
-* the shape: random centre, radius (6–12 px), rotation and hue; filled or drawn as a 1.2–2.2 px outline;
+* the shape: random centre, radius (5.5–12 px), rotation and hue; filled or drawn as a 1.2–2.2 px outline;
 * background: a random darker colour with a random linear gradient (the shape's colour is drawn from a brighter
   range, with some overlap so low-contrast shapes occur);
 * clutter: 1–4 thin line segments or small blobs in random colours, and 0–1 more drawn over the shape (occlusion);
-* a distractor (40% of images): a smaller shape (3–6 px) of another class in a random colour;
-* pixel noise: Gaussian, standard deviation drawn per image in [0.02, 0.10].
+* a distractor (45% of images): a smaller shape (3–6 px) of another class in a random colour;
+* pixel noise: Gaussian, standard deviation drawn per image in [0.02, 0.11].
 
 Difficulty was tuned with ``benchmarks/shapes_difficulty.py`` so that the default CNN with the default training
 recipe fits its training set (≈100% train accuracy) at 85–95% test accuracy, and so that a model retrained without
 a random 10% forget set is at least 8 points less accurate on that forget set than the original model, the gap by
-which random-subset unlearning is measured. The gap comes from hard but correctly labelled examples (small,
-low-contrast, occluded or noisy shapes, distractors, lookalike pairs such as circle/hexagon, small outlines that look
-filled), which a network gets right only by memorising them; labels are not corrupted (``label_noise=0``, available
-as a knob). Any label noise is applied to all splits alike, so forget and test examples stay exchangeable.
+which random-subset unlearning is measured. Measured with the defaults (``shapes``: 5000/1000/1000 images, data
+seed 0; ``cnn``; 30 epochs of SGD, cosine schedule), training seeds 0, 1, 2: train accuracy 100.0% each, test
+accuracy 88.0 / 88.5 / 87.9%, forget-set gap 16.2 / 14.0 / 11.8 points (mean 14.0).
+The gap comes from hard but correctly labelled examples (small, low-contrast, occluded or noisy shapes, distractors,
+lookalike pairs such as circle/hexagon, small outlines that look filled), which a network gets right only by
+memorising them; labels are not corrupted (``label_noise=0``, available as a knob). Any label noise is applied to
+all splits alike, so forget and test examples stay exchangeable.
 
 Everything is drawn from one ``numpy.random.Generator`` seeded with ``seed``, so the images, labels and splits are a
 pure function of ``(seed, sizes)``.
