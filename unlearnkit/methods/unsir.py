@@ -393,6 +393,12 @@ def unsir(model: nn.Module, data: UnlearnData, cfg: UnsirConfig) -> History:
       legacy mode: the impair optimiser's ``zero_grad`` cleared it, so it had no effect.
     * The loss is ``data.loss_fn`` (cross-entropy on logits by default; pass an NLL loss for log-softmax models,
       spec §4.7). The noise is always learned with Adam; ``optimizer`` applies to impair and repair.
+    * Scale. The defaults are the official notebook's, for ResNet18 on CIFAR-10 (5000 images per class). On
+      small datasets they are far too strong: on ``digits`` (about 126 images per class) the defaults left 17-80%
+      test accuracy on the remaining classes. With the corrected labels, an impair set dominated by noise labelled
+      ``c`` (20 x 256 noise images against about 1100 retain images) teaches the model to predict ``c`` almost
+      everywhere, and one repair epoch cannot undo it. Scale ``noise_batch`` with the class size, and lower the
+      learning rates for models not trained with Adam; the CLI presets do this for ``digits`` and ``shapes``.
     * Distributed: noise learning runs on the unwrapped module with identical seeded inputs on every rank and
       all-reduced noise gradients, so all ranks learn the same noise; impair and repair shard their data with
       a seeded ``DistributedSampler`` and go through the (DDP) model as given.
