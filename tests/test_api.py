@@ -4,7 +4,7 @@ import warnings
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, TensorDataset
 
 import unlearnkit
 from unlearnkit import (
@@ -151,3 +151,20 @@ def test_unknown_config_type():
 
     with pytest.raises(ConfigError, match="no registered method"):
         unlearn(_mlp(), forget=DataLoader(_data().subset(range(5))), config=NotAConfig())
+
+
+def test_forgetting_a_single_example_through_batchnorm_at_1x1():
+    from unlearnkit.methods.baselines import GradientAscentConfig, RandomLabelConfig
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4, 3))
+    x, y = torch.randn(20, 1, 6, 6), torch.arange(20) % 3
+    forget = DataLoader(TensorDataset(x[:1], y[:1]), batch_size=8)
+    retain = DataLoader(TensorDataset(x[1:], y[1:]), batch_size=8)
+    for cfg in (GradientAscentConfig(lr=0.1), RandomLabelConfig(epochs=1)):
+        res = unlearn(net, forget=forget, retain=retain, config=cfg, num_classes=3)
+        assert not torch.equal(res.model[0].weight, net[0].weight)
+    # The single-example allowance lives only inside unlearn(): afterwards BatchNorm raises as usual.
+    res.model.train()
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        res.model(x[:1])

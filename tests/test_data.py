@@ -66,6 +66,32 @@ def test_standardise_uses_train_statistics_per_channel() -> None:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def test_digit_styles_are_per_class_2_means() -> None:
+    from sklearn.cluster import KMeans
+    from sklearn.datasets import load_digits
+
+    s = load_dataset("digits", seed=0)
+    for split in (s.train, s.val, s.test):
+        assert split.sub is not None and set(split.sub.unique().tolist()) == {0, 1}
+    d = load_digits()
+    from unlearnkit.data.digits import digit_styles
+
+    sub = digit_styles(d.images, d.target)
+    for c in (3, 9):
+        rows = d.target == c
+        # Sub-class 0 is the larger cluster, and the split matches KMeans up to the label swap.
+        assert (sub[rows] == 0).sum() > (sub[rows] == 1).sum()
+        km = KMeans(n_clusters=2, n_init=10, random_state=0).fit(d.data[rows]).labels_
+        assert (km == sub[rows]).all() or (km == 1 - sub[rows]).all()
+    # The sub-labels travel with the images: under any split seed a training image keeps its sub-label.
+    from unlearnkit.data.digits import load_digits_arrays
+
+    for seed in (0, 1):
+        arr = load_digits_arrays(seed)
+        assert (arr["train"][2] == sub[arr["source_ids"][0]]).all()
+    assert torch.equal(s.train.sub, torch.from_numpy(load_digits_arrays(0)["train"][2]))
+
+
 def test_digits() -> None:
     s = load_dataset("digits", seed=0)
     assert s.input_shape == (1, 8, 8) and s.num_classes == 10 and s.class_names[3] == "3"
@@ -73,7 +99,7 @@ def test_digits() -> None:
     assert s.train.x.dtype == torch.float32 and s.train.y.dtype == torch.int64
     assert set(s.train.y.tolist()) == set(range(10))
     assert abs(float(s.train.x.mean())) < 1e-4 and abs(float(s.train.x.std()) - 1) < 1e-3
-    assert s.sub_names is None and s.train.sub is None
+    assert s.sub_names == {c: ["major", "minor"] for c in range(10)}
     m = s.manifest
     for key in ("dataset", "spec", "seed", "sizes", "class_names", "hash", "normalization"):
         assert key in m

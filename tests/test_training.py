@@ -90,3 +90,21 @@ def test_checkpoint_round_trip_and_corruption(tmp_path):
     assert cache.get(k) is None  # corrupt cache entries are retrained, not trusted
     atomic_write_text(tmp_path / "x.txt", "hello")
     assert (tmp_path / "x.txt").read_text() == "hello"
+
+
+def test_single_example_tail_batch_is_merged_not_dropped():
+    from unlearnkit.distributed import EpochShuffleSampler, MergedTailBatchSampler
+    from unlearnkit.methods._common import rebatch
+
+    for n, bs, sizes in [(33, 16, [16, 17]), (34, 16, [16, 16, 2]), (1, 16, [1]), (32, 16, [16, 16])]:
+        bsamp = MergedTailBatchSampler(EpochShuffleSampler(n, shuffle=True, seed=0), bs)
+        batches = list(bsamp)
+        assert [len(b) for b in batches] == sizes and len(bsamp) == len(sizes)
+        assert sorted(i for b in batches for i in b) == list(range(n))
+    ds = LabeledDataset(torch.randn(33, 3), torch.arange(33) % 2)
+    assert [len(y) for _, y in rebatch(ds, 16, shuffle=False)] == [16, 17]
+    assert [len(y) for _, y in rebatch(ds, 16, shuffle=False, drop_last=True)] == [16, 16]
+    # A BatchNorm after global pooling trains on a set of 16k+1 examples (one example alone would raise).
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4, 2))
+    train(net, _problem(33), recipe=TrainRecipe(epochs=1, batch_size=16), seed=0)

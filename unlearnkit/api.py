@@ -110,6 +110,43 @@ def _probe_shapes(model: nn.Module, loaders: Iterable[tuple[str, DataLoader | No
         model.train(was)
 
 
+class _single_example_batchnorm:  # noqa: N801 (used as a context manager)
+    """While a method runs, a BatchNorm layer in training mode that receives one value per channel (a batch of one
+    example at 1×1 resolution, e.g. forgetting a single sample) normalises that call with its running statistics,
+    as in eval mode, instead of raising "Expected more than 1 value per channel" (batch statistics of one value are
+    undefined). Every other call is untouched; the hooks are removed afterwards."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        self.handles: list[Any] = []
+
+    @staticmethod
+    def _pre(m: nn.Module, args: tuple[Any, ...]) -> None:
+        x = args[0] if args else None
+        if m.training and isinstance(x, torch.Tensor) and x.dim() >= 2 and x.numel() // x.shape[1] == 1:
+            m.training = False
+            m._uk_single = True  # type: ignore[assignment]
+
+    @staticmethod
+    def _post(m: nn.Module, args: tuple[Any, ...], out: Any) -> None:
+        if getattr(m, "_uk_single", False):
+            m.training = True
+            del m._uk_single
+
+    def __enter__(self) -> _single_example_batchnorm:
+        for m in self.bns:
+            self.handles += [m.register_forward_pre_hook(self._pre), m.register_forward_hook(self._post)]
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for h in self.handles:
+            h.remove()
+        for m in self.bns:
+            if getattr(m, "_uk_single", False):
+                m.training = True
+                del m._uk_single
+
+
 class _PeakMemory:
     """Peak memory over a block: CUDA's own counter on GPU, sampled RSS growth on CPU (Linux /proc)."""
 
@@ -256,7 +293,7 @@ def unlearn(model: nn.Module, *, forget: DataLoader | None, retain: DataLoader |
 
             net = DistributedDataParallel(work, device_ids=[dev.index] if dev.type == "cuda" else None)
     torch.manual_seed(config.seed)
-    with _PeakMemory(dev) as mem:
+    with _PeakMemory(dev) as mem, _single_example_batchnorm(work):
         t0 = time.perf_counter()
         history = spec.fn(net, data, config) or {}
         broadcast_module_(work, buffers_only=True)  # no-op in one process; syncs BN statistics under DDP

@@ -21,6 +21,7 @@ import torch.distributed as dist
 
 __all__ = [
     "EpochShuffleSampler",
+    "MergedTailBatchSampler",
     "all_reduce_mean",
     "all_reduce_sum",
     "barrier",
@@ -195,6 +196,33 @@ class EpochShuffleSampler(torch.utils.data.Sampler[int]):
         if per * self.world > self.n:
             order = torch.cat([order, order[: per * self.world - self.n]])
         return iter(order[self.rank:: self.world].tolist())
+
+
+class MergedTailBatchSampler(torch.utils.data.Sampler[list[int]]):
+    """Batches of ``batch_size`` from ``sampler``, except that a last batch of a single example is merged into the
+    one before it.
+
+    A batch of one example cannot go through BatchNorm in training mode wherever the feature map is 1×1 (after
+    global pooling, or a BatchNorm1d head): PyTorch raises "Expected more than 1 value per channel". Dropping the
+    example would silently skip data; merging keeps every example and changes one step's batch size by one. Under
+    torch.distributed every rank's sampler yields the same number of indices, so all ranks merge alike.
+    """
+
+    def __init__(self, sampler: torch.utils.data.Sampler[int], batch_size: int) -> None:
+        self.sampler, self.batch_size = sampler, int(batch_size)
+
+    def __len__(self) -> int:
+        n = len(self.sampler)  # type: ignore[arg-type]
+        full, rest = divmod(n, self.batch_size)
+        return full + (1 if rest > 1 or (rest == 1 and full == 0) else 0)
+
+    def __iter__(self) -> Any:
+        idx = list(iter(self.sampler))
+        batches = [idx[i:i + self.batch_size] for i in range(0, len(idx), self.batch_size)]
+        if len(batches) > 1 and len(batches[-1]) == 1:
+            tail = batches.pop()
+            batches[-1] = batches[-1] + tail
+        return iter(batches)
 
 
 def local_batch_size(global_batch: int) -> int:

@@ -49,7 +49,8 @@ METHOD_PRESETS: dict[tuple[str, str, str], dict[str, Any]] = {
     # data; on shapes the retain subset is 250 of each class's 500 images (official: 1,000 of 5,000; all of
     # digits' ~126 are used); the mini-batch is 64 (more steps on these small sets); and the impair/repair
     # learning rates are lowered 4-5x, because our originals are SGD-trained and the official values wrecked them
-    # (digits: 17-80% remaining-class accuracy at the official settings). Measured in README "Method notes" (digits and shapes, class:3, seeds 0-2).
+    # (digits: 17-80% remaining-class accuracy at the official settings). Measured in README "Method notes"
+    # (digits and shapes, class:3, seeds 0-2).
     ("unsir", "digits", "*"): dict(noise_batch=8, batch_size=64, impair_lr=0.005, repair_lr=0.002),
     ("unsir", "shapes", "*"): dict(noise_batch=32, retain_per_class=250, batch_size=64, impair_lr=0.005,
                                    repair_lr=0.002),

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from .distributed import (
     EpochShuffleSampler,
+    MergedTailBatchSampler,
     broadcast_module_,
     is_distributed,
     is_main_process,
@@ -144,7 +145,7 @@ def train(model: nn.Module, dataset: Dataset, *, recipe: TrainRecipe | None = No
 
     # The recipe's batch size is global: each of W ranks takes batch_size // W examples of the same global batch.
     sampler = EpochShuffleSampler(len(dataset), shuffle=True, seed=int(seed))  # type: ignore[arg-type]
-    loader = DataLoader(dataset, batch_size=local_batch_size(r.batch_size), sampler=sampler)
+    loader = DataLoader(dataset, batch_sampler=MergedTailBatchSampler(sampler, local_batch_size(r.batch_size)))
     net: nn.Module = model
     if is_distributed():
         from torch.nn.parallel import DistributedDataParallel

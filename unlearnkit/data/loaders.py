@@ -29,7 +29,7 @@ from ..errors import DataError
 from ._split import hashed_split, split_sizes, standardise
 from .base import DatasetSplits, LabeledDataset
 from .cifar import load_cifar_arrays
-from .digits import load_digits_arrays
+from .digits import DIGITS_SUB_NAMES, load_digits_arrays
 from .folder import load_folder_arrays
 from .shapes import SHAPE_CLASSES, SUB_NAMES, load_shapes
 from .tabular import load_csv_arrays
@@ -122,7 +122,9 @@ def load_dataset(spec: str, *, seed: int = 0, label_column: str | int | None = N
         d = load_digits_arrays(seed)
         train, val, test = (_tensor_split(*d[k]) for k in ("train", "val", "test"))
         names = [str(i) for i in range(10)]
+        sub_names = {c: list(DIGITS_SUB_NAMES) for c in range(10)}
         manifest["source"] = "sklearn.datasets.load_digits"
+        manifest["sub_labels"] = "2-means per class on raw pixels (KMeans n_init=10 random_state=0); 0 = larger"
         manifest["fractions"] = list(FRACTIONS)
     elif kind == "shapes":
         n_train = DEFAULT_SHAPES_TRAIN

@@ -33,13 +33,16 @@ def rebatch(loader_or_dataset: DataLoader | Dataset, batch_size: int, *, shuffle
     The order changes on every pass (seed + pass number). Under torch.distributed the dataset is sharded across
     ranks and each rank takes ``batch_size // world_size`` examples per step, so ``batch_size`` stays the global
     batch and a multi-process run follows the same global batches as a single process
-    (:class:`~unlearnkit.distributed.EpochShuffleSampler`).
+    (:class:`~unlearnkit.distributed.EpochShuffleSampler`). Without ``drop_last``, a last batch of a single
+    example is merged into the previous one (BatchNorm cannot train on one example at 1×1 resolution).
     """
-    from ..distributed import EpochShuffleSampler, local_batch_size
+    from ..distributed import EpochShuffleSampler, MergedTailBatchSampler, local_batch_size
 
     ds = loader_or_dataset.dataset if isinstance(loader_or_dataset, DataLoader) else loader_or_dataset
     sampler = EpochShuffleSampler(len(ds), shuffle=shuffle, seed=seed)  # type: ignore[arg-type]
-    return DataLoader(ds, batch_size=local_batch_size(batch_size), sampler=sampler, drop_last=drop_last)
+    if drop_last:
+        return DataLoader(ds, batch_size=local_batch_size(batch_size), sampler=sampler, drop_last=True)
+    return DataLoader(ds, batch_sampler=MergedTailBatchSampler(sampler, local_batch_size(batch_size)))
 
 
 def cycle(loader: DataLoader) -> Iterator:
