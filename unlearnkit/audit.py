@@ -228,11 +228,9 @@ def _clean(a: np.ndarray) -> list[float | None]:
 
 
 def _render(results: dict[str, Any], curves: dict[str, tuple[np.ndarray, np.ndarray]], out: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from sklearn.metrics import roc_curve
+
+    from .evaluation.report import finish_plot, new_axes
 
     lines = ["# unlearnkit audit (tier c)", "",
              "| method | U-LiRA acc % | U-LiRA AUC | TPR@1%FPR | TPR@0.1%FPR | forgetting quality F | score |",
@@ -246,7 +244,7 @@ def _render(results: dict[str, Any], curves: dict[str, tuple[np.ndarray, np.ndar
         lines.append(f"| {r['method']} | {_f(m['ulira_accuracy'], 1)} | {_f(m['ulira_auc'], 3)} | "
                      f"{_f(m['ulira_tpr_at_1pct_fpr'], 1)} | {_f(m['ulira_tpr_at_0.1pct_fpr'], 1)} | "
                      f"{_f(m['forgetting_quality'], 3)} | {_f(m['challenge_score'], 3)} |")
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig, ax = new_axes((5.0, 5.0))
     for name, (s, t) in curves.items():
         if t.any() and (~t).any():
             fpr, tpr, _ = roc_curve(t, s)
@@ -254,25 +252,15 @@ def _render(results: dict[str, Any], curves: dict[str, tuple[np.ndarray, np.ndar
     ax.plot([1e-4, 1], [1e-4, 1], "k--", lw=0.7)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("false positive rate")
-    ax.set_ylabel("true positive rate")
-    ax.set_title("U-LiRA ROC (unlearned vs never seen)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "audit_roc.png", dpi=110)
-    plt.close(fig)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    finish_plot(fig, ax, out / "audit_roc.png", xlabel="false positive rate", ylabel="true positive rate",
+                title="U-LiRA ROC (unlearned vs never seen)")
+    fig, ax = new_axes()
     for r in results["records"]:
         if r["status"] == "ok":
             e = np.array([v for v in r["per_example"]["epsilon"] if v is not None])
             ax.hist(np.minimum(e, 10), bins=np.arange(0, 10.5, 0.5), histtype="step", label=r["method"])
-    ax.set_xlabel("per-example ε (clipped at 10 for display)")
-    ax.set_ylabel("forget examples")
-    ax.set_title("challenge ε per forget example")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "audit_epsilon.png", dpi=110)
-    plt.close(fig)
+    finish_plot(fig, ax, out / "audit_epsilon.png", xlabel="per-example ε (clipped at 10 for display)",
+                ylabel="forget examples", title="challenge ε per forget example")
     lines += ["", "![U-LiRA ROC](audit_roc.png)", "", "![per-example epsilon](audit_epsilon.png)", ""]
     p = out / "audit.md"
     atomic_write_text(p, "\n".join(lines))

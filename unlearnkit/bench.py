@@ -252,10 +252,7 @@ def _pm(m: dict[str, Any], k: str, d: int = 2) -> str:
 
 def render_bench_report(results: dict[str, Any], out: Path) -> Path:
     """Leaderboards per scenario (sorted by avg_gap), the sequential plot and the cost–quality plot."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .evaluation.report import finish_plot, new_axes
 
     summary = results["summary"]
     lines = ["# unlearnkit bench", ""]
@@ -293,23 +290,18 @@ def render_bench_report(results: dict[str, Any], out: Path) -> Path:
         lines.append("")
     # Sequential scenarios: avg_gap over steps per method.
     for sc in [s for s in scen if s in SCENARIOS and SCENARIOS[s].sequential]:
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig, ax = new_axes()
         meths = sorted({s["method"] for s in summary if s["scenario"] == sc and s.get("status") != "n/a"
                         and s["method"] not in ("retrain",)})
         for meth in meths:
             pts = sorted((s["step"] + 1, s["metrics"].get("avg_gap", np.nan)) for s in summary
                          if s["scenario"] == sc and s["method"] == meth)
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=meth)
-        ax.set_xlabel("step (requests applied)")
-        ax.set_ylabel("avg_gap to retrain (points)")
-        ax.set_title(f"{sc}: gap to the reference over steps")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / f"bench_{sc}.png", dpi=110)
-        plt.close(fig)
+        finish_plot(fig, ax, out / f"bench_{sc}.png", xlabel="step (requests applied)",
+                    ylabel="avg_gap to retrain (points)", title=f"{sc}: gap to the reference over steps")
         lines += [f"![{sc}](bench_{sc}.png)", ""]
     # Cost–quality across methods (single-step scenarios, mean over scenarios).
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = new_axes()
     for sc in scen:
         pts = [s for s in summary if s["scenario"] == sc and s.get("status") != "n/a"
                and s["method"] not in ("original", "retrain") and s["step"] == max(
@@ -320,13 +312,8 @@ def render_bench_report(results: dict[str, Any], out: Path) -> Path:
             ax.annotate(s["method"], (max(s["metrics"].get("seconds", np.nan), 1e-3),
                                       s["metrics"].get("avg_gap", np.nan)), fontsize=6)
     ax.set_xscale("log")
-    ax.set_xlabel("unlearning seconds (log)")
-    ax.set_ylabel("avg_gap (points)")
-    ax.set_title("cost vs quality")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "bench_cost_quality.png", dpi=110)
-    plt.close(fig)
+    finish_plot(fig, ax, out / "bench_cost_quality.png", xlabel="unlearning seconds (log)",
+                ylabel="avg_gap (points)", title="cost vs quality")
     lines += ["## Cost vs quality", "", "![cost vs quality](bench_cost_quality.png)", ""]
     path = out / "report.md"
     atomic_write_text(path, "\n".join(lines))

@@ -103,6 +103,24 @@ def _save(fig: Figure, path: Path) -> None:
     fig.savefig(path, dpi=110, format="png")
 
 
+def new_axes(figsize: tuple[float, float] = (6.0, 4.0)) -> tuple[Figure, Any]:
+    """A figure with one axes on the Agg canvas (no pyplot state, no display needed)."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.add_subplot(1, 1, 1)
+
+
+def finish_plot(fig: Figure, ax: Any, path: Path, *, xlabel: str, ylabel: str, title: str,
+                legend: bool = True) -> None:
+    """Label the axes, add the legend, lay out and write the PNG."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if legend and ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, path)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Plots
 # ---------------------------------------------------------------------------------------------------------------
