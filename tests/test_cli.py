@@ -45,9 +45,18 @@ def test_run_end_to_end_and_cache_reuse(tmp_path, cache):
     assert res["run_info"]["dataset"]["hash"] and res["run_info"]["git"] is not None
     report = (out / "report.md").read_text()
     assert ".png" in report
-    # Second run: both models come from the cache.
+    # Second run: both models come from the model cache and every record from OUT/cells (nothing recomputed).
     p2 = _cli("run", "--methods", "finetune,gradient_ascent", "--out", str(out), "--cache-dir", cache, *FAST[:2])
     assert p2.stdout.count("reusing cached") == 2 and "training original" not in p2.stdout
+    assert p2.stdout.count("reusing the ") == 4 and " took " not in p2.stdout
+    assert json.loads((out / "results.json").read_text())["records"] == res["records"]
+    # A changed config is a different cell; --fresh recomputes everything, with the same results (determinism).
+    p3 = _cli("run", "--methods", "finetune,gradient_ascent", "--out", str(out), "--cache-dir", cache, *FAST[:2],
+              "--set", "finetune.epochs=1")
+    assert "finetune (seed 0) took" in p3.stdout and "gradient_ascent (seed 0) took" not in p3.stdout
+    p4 = _cli("run", "--methods", "finetune,gradient_ascent", "--out", str(out), "--cache-dir", cache, *FAST[:2],
+              "--fresh")
+    assert "reusing the " not in p4.stdout and "gradient_ascent (seed 0) took" in p4.stdout
     res2 = json.loads((out / "results.json").read_text())
     a = {r["method"]: r["metrics"]["test_acc"] for r in res["records"]}
     b = {r["method"]: r["metrics"]["test_acc"] for r in res2["records"]}

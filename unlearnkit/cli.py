@@ -170,11 +170,50 @@ def _record(method: str, request: str, seed: int, metrics: dict[str, Any], confi
 # ---------------------------------------------------------------------------------------------------------------
 
 
+class _CellCache:
+    """Finished records of ``unlearnkit run`` in ``OUT/cells/``, keyed by everything they depend on.
+
+    A record is reused when the same (method or reference, seed, request, dataset split, model, recipe, cached
+    original and reference checkpoints, method config) *and the same unlearnkit source code* produced it before in
+    this output folder; otherwise it is computed and written atomically. So an interrupted run resumes, and an
+    unchanged re-run only reads; ``--fresh`` recomputes everything (the trained models still come from the model
+    cache). Rank 0 decides, and under torch.distributed every rank follows it.
+    """
+
+    def __init__(self, root: Path, *, fresh: bool, log: Any, base: dict[str, Any]) -> None:
+        from .pipeline import code_fingerprint
+
+        self.root, self.fresh, self.log = root, fresh, log
+        self.base = {**base, "code": code_fingerprint()}
+
+    def __call__(self, name: str, seed: int, parts: dict[str, Any], compute: Any) -> dict[str, Any]:
+        from .checkpoints import atomic_write_text
+        from .data.base import content_hash
+        from .distributed import broadcast_object, is_main_process
+
+        key = content_hash(extra={**self.base, **parts, "name": name, "seed": int(seed)})
+        path = self.root / f"{name}__s{seed}__{key}.json"
+        rec = None
+        if not self.fresh and is_main_process() and path.is_file():
+            try:
+                rec = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                rec = None  # a damaged cell is recomputed
+        rec = broadcast_object(rec)
+        if rec is not None:
+            self.log(f"reusing the {name} result (seed {seed}) from {path}")
+            return rec
+        rec = compute()
+        if is_main_process():
+            atomic_write_text(path, json.dumps(rec, default=_json_default))
+        return rec
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .distributed import is_main_process
     from .evaluation import EvalSets, Evaluator, summarize, write_report
     from .methods.base import get_method
-    from .pipeline import parse_overrides
+    from .pipeline import build_config, parse_overrides
 
     t_start = time.perf_counter()
     seeds = args.seeds = _parse_seeds(args.seeds)
@@ -190,33 +229,47 @@ def cmd_run(args: argparse.Namespace) -> int:
     splits = {s: exp.resolve(request, s) for s in seeds}
     sets_kw = dict(test=exp.splits.test, val=exp.splits.val, num_classes=exp.splits.num_classes)
     records: list[dict[str, Any]] = []
-    refs = {}
+    cell = _CellCache(out / "cells", fresh=args.fresh, log=exp.log,
+                      base={"request": request, "dataset": exp.splits.hash, "model": exp.model_spec(),
+                            "arch": exp.arch_signature(), "recipe": exp.recipe.to_dict()})
     for seed in seeds:
         split = splits[seed]
         orig = exp.original(seed)
         ref = exp.retrained(split, seed)
-        refs[seed] = ref
+        models = {"original": orig.path.name, "reference": ref.path.name}
         ev = Evaluator(EvalSets(forget=split.forget_set(exp.splits.train), retain=split.retain_set(exp.splits.train),
                                 forget_classes=split.forget_classes, **sets_kw), device=exp.device, seed=seed)
-        records.append(_record("original", request, seed, ev.evaluate(orig.model, reference=ref.model)))
-        floor_ref = None
-        if len(seeds) > 1 and seed == seeds[0]:
-            # Noise floor: a second reference with another seed on the same retain set (spec §5 pitfall 4); one
-            # pair (first seed) bounds the cost to one extra training.
-            floor_ref = exp._trained("retrain", seed + 10_000, split.retain_set(exp.splits.train),
-                                     {"request": str(split.request), "forget_hash": split.key}).model
-        records.append(_record("retrain", request, seed, ev.evaluate(ref.model, reference=floor_ref,
-                                                                     seconds=ref.seconds)))
+        records.append(cell("original", seed, models, lambda seed=seed, ev=ev, orig=orig, ref=ref: _record(
+            "original", request, seed, ev.evaluate(orig.model, reference=ref.model))))
+
+        def _reference_record(seed: int = seed, split: Any = split, ref: Any = ref, ev: Any = ev) -> dict[str, Any]:
+            floor_ref = None
+            if len(seeds) > 1 and seed == seeds[0]:
+                # Noise floor: a second reference with another seed on the same retain set (spec §5 pitfall 4); one
+                # pair (first seed) bounds the cost to one extra training.
+                floor_ref = exp._trained("retrain", seed + 10_000, split.retain_set(exp.splits.train),
+                                         {"request": str(split.request), "forget_hash": split.key}).model
+            return _record("retrain", request, seed, ev.evaluate(ref.model, reference=floor_ref, seconds=ref.seconds))
+
+        records.append(cell("retrain", seed, {**models, "floor": len(seeds) > 1 and seed == seeds[0]},
+                            _reference_record))
         for name in methods:
             spec = get_method(name)
             reason = exp.check_supported(spec, split)
             if reason:
                 records.append(_record(name, request, seed, {}, status="n/a", reason=reason))
                 continue
-            res, cfg = exp.run_method(name, orig.model, split, seed, overrides.get(name))
-            metrics = ev.evaluate(res.model, reference=ref.model, seconds=res.seconds,
-                                  peak_memory_mb=res.peak_memory_mb, reference_seconds=ref.seconds)
-            records.append(_record(name, request, seed, metrics, config=cfg.to_dict()))
+            cfg = build_config(name, dataset=exp.dataset_spec, kind=split.request.kind, seed=seed,
+                               overrides=overrides.get(name))
+
+            def _method_record(name: str = name, seed: int = seed, split: Any = split, orig: Any = orig,
+                               ref: Any = ref, ev: Any = ev) -> dict[str, Any]:
+                res, cfg = exp.run_method(name, orig.model, split, seed, overrides.get(name))
+                metrics = ev.evaluate(res.model, reference=ref.model, seconds=res.seconds,
+                                      peak_memory_mb=res.peak_memory_mb, reference_seconds=ref.seconds)
+                return _record(name, request, seed, metrics, config=cfg.to_dict())
+
+            records.append(cell(name, seed, {**models, "config": cfg.to_dict()}, _method_record))
         _write_results(out, {"schema": "unlearnkit.results/1", "run_info": _run_info(args, exp),
                              "records": records, "summary": summarize(records)})
     summary = summarize(records)
@@ -434,6 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/latest", help="output folder (default runs/latest)")
     p.add_argument("--set", action="append", metavar="METHOD.FIELD=VALUE",
                    help="override a method's config field, e.g. --set finetune.epochs=3 (repeatable)")
+    p.add_argument("--fresh", action="store_true",
+                   help="recompute every record even if OUT/cells holds it from an identical earlier run")
     p.set_defaults(fn=cmd_run)
 
     p = sub.add_parser("methods", help="list registered methods with their paper")

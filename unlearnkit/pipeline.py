@@ -31,12 +31,29 @@ from .presets import method_overrides, train_recipe
 from .requests import ForgetRequest, ForgetSplit
 from .training import TrainRecipe, train
 
-__all__ = ["Experiment", "TrainedModel", "build_config", "parse_overrides"]
+__all__ = ["Experiment", "TrainedModel", "build_config", "code_fingerprint", "parse_overrides"]
 
 Log = Callable[[str], None]
 
 # Part of every cache key: bump it when a change to the training loop changes what a recipe produces.
 TRAINING_CODE_VERSION = 3
+
+
+def code_fingerprint() -> str:
+    """SHA-256 (16 hex digits) of every unlearnkit source file: results cached by ``unlearnkit run`` are reused
+    only by the same code."""
+    global _CODE_FP
+    if _CODE_FP is None:
+        root = Path(__file__).resolve().parent
+        h = hashlib.sha256()
+        for f in sorted(root.rglob("*.py")):
+            h.update(str(f.relative_to(root)).encode())
+            h.update(f.read_bytes())
+        _CODE_FP = h.hexdigest()[:16]
+    return _CODE_FP
+
+
+_CODE_FP: str | None = None
 
 
 @dataclass
