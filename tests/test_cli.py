@@ -109,6 +109,8 @@ def test_other_bad_input(tmp_path, cache):
                            "unknown method 'nope'")
     _assert_one_line_error(_cli("run", "--dataset", "csv:/no/such.csv", "--cache-dir", cache, *FAST, check=False),
                            "does not exist")
+    _assert_one_line_error(_cli("run", "--methods", "finetune", "--search", "--cache-dir", cache, *FAST,
+                                check=False), "has a hyperparameter search (methods with one: svd)")
     _assert_one_line_error(_cli("evaluate", "--checkpoint", str(tmp_path / "missing.safetensors"), "--forget",
                                 "class:3", "--cache-dir", cache, *FAST, check=False), "not found")
     bad = tmp_path / "corrupt.safetensors"

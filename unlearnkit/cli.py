@@ -222,6 +222,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     for m in overrides:
         if m not in methods:
             raise ConfigError(f"--set names method {m!r}, which is not in --methods ({', '.join(methods)})")
+    if args.search:
+        searchable = [m for m in methods if "search" in get_method(m).config_cls.__dataclass_fields__]
+        if not searchable:
+            from .methods.base import list_methods
+
+            have = [m for m in list_methods() if "search" in get_method(m).config_cls.__dataclass_fields__]
+            raise ConfigError(f"--search: none of {', '.join(methods)} has a hyperparameter search "
+                              f"(methods with one: {', '.join(have)})")
+        for m in searchable:
+            overrides.setdefault(m, {}).setdefault("search", "true")
     exp = _experiment(args)
     out = Path(args.out)
     request = args.forget
@@ -489,6 +499,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a method's config field, e.g. --set finetune.epochs=3 (repeatable)")
     p.add_argument("--fresh", action="store_true",
                    help="recompute every record even if OUT/cells holds it from an identical earlier run")
+    p.add_argument("--search", action="store_true",
+                   help="let methods with a built-in hyperparameter search (svd) choose on the val split, never test")
     p.set_defaults(fn=cmd_run)
 
     p = sub.add_parser("methods", help="list registered methods with their paper")
