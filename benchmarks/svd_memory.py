@@ -15,13 +15,25 @@ samples. Reported per S:
   ``d × n`` matrix for both sets in float32, convs capped at ``max_patches`` rows, Linear layers uncapped), for
   comparison.
 
-Run: ``.venv/bin/python benchmarks/svd_memory.py`` (about a minute on one core).
+Second part, ``rte`` on ``shapes`` (issue 4, crit. 3): retrain seconds / svd seconds, both measured live in this
+process, back to back, single-threaded, so they share the machine's load. ``shapes``, ``class:3``, seed 0, with the
+CLI's config (``unlearnkit.presets``; no search) and the CLI's cached original; the retrain is the pipeline's
+(same recipe, retain set and seed), timed here rather than read from the cache manifest (which may have been
+trained under another load). svd runs 3 times before and 3 times after the retrain (median reported); the α search
+(``search=True``) is timed once. Both wall-clock and process CPU time are reported: on a shared machine the CPU
+ratio is the one that does not depend on what else runs.
+
+Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/svd_memory.py [--cache-dir DIR] [--part memory|rte|all]``
+(memory ~1 minute; rte ~1-2 minutes, one shapes retrain, plus the original's training if it is not cached).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -77,7 +89,49 @@ def child(samples: int) -> dict:
             "seconds": res.seconds, "cpu_seconds": cpu, "naive_mb": naive}
 
 
-def main() -> None:
+def rte(cache_dir: str, seed: int = 0) -> None:
+    import torch
+
+    import unlearnkit
+    from unlearnkit.pipeline import Experiment, build_config
+    from unlearnkit.training import train
+
+    torch.set_num_threads(1)
+    exp = Experiment("shapes", cache_dir=cache_dir, progress=False, log=lambda *_: None)
+    original = exp.original(seed).model
+    split = exp.resolve("class:3", seed)
+    ld = exp.loaders(split)
+
+    def run_svd(**over: object) -> tuple[float, float]:
+        cfg = build_config("svd", dataset="shapes", kind="class", seed=seed, overrides=dict(over))
+        c0 = time.process_time()
+        res = unlearnkit.unlearn(original, forget=ld["forget"], retain=ld["retain"], val=ld["val"], config=cfg,
+                                 forget_classes=split.forget_classes, num_classes=exp.splits.num_classes)
+        return res.seconds, time.process_time() - c0
+
+    load0 = os.getloadavg()[0]
+    svd_runs = [run_svd() for _ in range(3)]
+    model = exp.new_model(seed)
+    w0, c0 = time.perf_counter(), time.process_time()
+    train(model, split.retain_set(exp.splits.train), recipe=exp.recipe, seed=seed, device=exp.device)
+    retrain_wall, retrain_cpu = time.perf_counter() - w0, time.process_time() - c0
+    svd_runs += [run_svd() for _ in range(3)]
+    search_wall, search_cpu = run_svd(search=True)
+    load1 = os.getloadavg()[0]
+    svd_wall = statistics.median(r[0] for r in svd_runs)
+    svd_cpu = statistics.median(r[1] for r in svd_runs)
+    print(f"\nrte on shapes class:3 seed {seed} (load average {load0:.1f} -> {load1:.1f} on "
+          f"{os.cpu_count()} cores)")
+    print(f"{'':>22} {'wall s':>8} {'cpu s':>8} {'rte wall':>9} {'rte cpu':>8}")
+    print(f"{'retrain (live)':>22} {retrain_wall:>8.2f} {retrain_cpu:>8.2f}")
+    print(f"{'svd (median of 6)':>22} {svd_wall:>8.2f} {svd_cpu:>8.2f} {retrain_wall / svd_wall:>9.1f} "
+          f"{retrain_cpu / svd_cpu:>8.1f}")
+    print(f"{'svd with alpha search':>22} {search_wall:>8.2f} {search_cpu:>8.2f} {retrain_wall / search_wall:>9.1f} "
+          f"{retrain_cpu / search_cpu:>8.1f}")
+    print(f"svd runs (wall, cpu): {[(round(a, 2), round(b, 2)) for a, b in svd_runs]}; target rte >= 50")
+
+
+def memory() -> None:
     rows = []
     for s in SAMPLES:
         t0 = time.perf_counter()
@@ -97,6 +151,17 @@ def main() -> None:
     rss_growth = (b["max_rss_mb"] - a["max_rss_mb"]) / a["max_rss_mb"]
     print(f"\npeak-growth change {a['samples']} -> {b['samples']} samples: {100 * growth:+.1f}%  "
           f"(max RSS {100 * rss_growth:+.1f}%; target < +20%)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--part", choices=("memory", "rte", "all"), default="all")
+    ap.add_argument("--cache-dir", default=".unlearnkit_cache", help="model cache of `unlearnkit run`")
+    args = ap.parse_args()
+    if args.part in ("memory", "all"):
+        memory()
+    if args.part in ("rte", "all"):
+        rte(args.cache_dir)
 
 
 if __name__ == "__main__":

@@ -250,6 +250,33 @@ def test_only_tracked_weights_move_and_batchnorm_is_frozen(toy) -> None:
     assert all(p.grad is None for p in res.model.parameters())
 
 
+def test_normalized_step_has_length_lr_and_the_sgd_direction(toy) -> None:
+    # One update (epochs=2: epoch 0 only evaluates) on one forget batch, in float64. The normalised step moves the
+    # tracked weights by exactly lr_1 = lr_start·γ in joint Frobenius norm, along the same (projected) direction as
+    # the official SGD step, so the orthogonality to the kept subspaces is untouched.
+    net, x, y = toy
+    net, x = net.double(), x.double()
+    kw = dict(forget=loader(x[60:70], y[60:70]), retain=loader(x[:60], y[:60]), val=loader(x[70:], y[70:]))
+    base = dict(epochs=2, stop="none", lr_start=0.3, lr_end=0.1, dropout="eval")
+    sgd = unlearnkit.unlearn(net, **kw, config=PguConfig(**base))
+    nrm = unlearnkit.unlearn(net, **kw, config=PguConfig(step="normalized", **base))
+    lr1 = 0.3 * (0.1 / 0.3) ** (1 / 2)
+    layers = projectable_layers(net)
+    mods_s, mods_n = dict(sgd.model.named_modules()), dict(nrm.model.named_modules())
+    d_s = torch.cat([(mods_s[la.name].weight - la.weight).detach().flatten() for la in layers])
+    d_n = torch.cat([(mods_n[la.name].weight - la.weight).detach().flatten() for la in layers])
+    assert float(d_s.norm()) > 0 and abs(float(d_s.norm()) - lr1) > 1e-3  # the SGD step is not already of length lr
+    torch.testing.assert_close(d_n.norm(), torch.tensor(lr1, dtype=torch.float64), rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(d_n, d_s * (lr1 / d_s.norm()), rtol=1e-7, atol=1e-12)
+    grams = LayerStats.from_loader(net, kw["retain"], dropout="eval").grams
+    for la in layers:
+        dw = (mods_n[la.name].weight - la.weight).detach().flatten(1)
+        u_k = kept_basis(grams[la.name], 0.95)
+        assert float((dw @ u_k).norm() / dw.norm()) < 1e-6, la.name
+    with pytest.raises(ValueError, match="step"):
+        PguConfig(step="adam")
+
+
 def test_same_seed_same_weights_and_dropout_is_seeded() -> None:
     torch.manual_seed(3)
     net = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 3))
@@ -345,3 +372,14 @@ def test_zoo_architectures(name: str, kw: dict) -> None:
     moved = {la.name for la in layers if not torch.equal(dict(res.model.named_modules())[la.name].weight,
                                                          la.weight)}
     assert len(moved) >= len(layers) - 1  # every weight layer moves (one may be fully protected)
+
+
+def test_cli_presets_use_the_normalised_step_where_measured() -> None:
+    from unlearnkit.pipeline import build_config
+
+    for dataset, kind in (("digits", "class"), ("shapes", "class"), ("shapes", "random")):
+        cfg = build_config("pgu", dataset=dataset, kind=kind, seed=0)
+        assert (cfg.step, cfg.lr_start, cfg.lr_end) == ("normalized", 0.1, 0.02), (dataset, kind)
+    # digits random requests keep the official update (see the preset's comment), as does the library default.
+    assert build_config("pgu", dataset="digits", kind="random", seed=0) == PguConfig(seed=0)
+    assert PguConfig().step == "sgd"

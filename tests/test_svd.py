@@ -382,6 +382,21 @@ def test_forgets_a_digit_class_and_search_uses_val(digits_mlp) -> None:
                            config=SvdConfig(search=True))
 
 
+def test_cli_presets_take_the_val_searched_alphas_and_set_overrides_them() -> None:
+    from unlearnkit.pipeline import build_config
+
+    def alphas(dataset: str, **over: object) -> tuple[float, float]:
+        cfg = build_config("svd", dataset=dataset, kind="class", seed=0, overrides=dict(over))
+        assert isinstance(cfg, SvdConfig) and not cfg.search
+        return cfg.alpha_r, cfg.alpha_f
+
+    # presets.py: the search's pick on val, seed 0 (benchmarks/svd_alpha_grid.py); other data: official (100, 3).
+    assert alphas("digits") == (30.0, 3.0)
+    assert alphas("shapes:2000") == (10.0, 3.0)
+    assert alphas("csv:/nowhere.csv") == (100.0, 3.0)
+    assert alphas("shapes", alpha_r="300") == (300.0, 3.0)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # torch.distributed: statistics are all-reduced, so 2 ranks give the single-process result
 # ---------------------------------------------------------------------------------------------------------------
