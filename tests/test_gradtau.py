@@ -335,16 +335,41 @@ def test_retain_stream_draws_without_replacement_and_renews() -> None:
 def test_derived_defaults_outside_the_papers_range_raise() -> None:
     with pytest.raises(UnsupportedRequestError, match="alpha0"):
         resolve_gradtau(GradTauConfig(), 700, 300)  # 70%: 5/3·ρ > 1
-    assert resolve_gradtau(GradTauConfig(alpha0=0.9), 700, 300).epochs == 2  # n_f = 3, n_r = 2: ⌊6·2 / 6⌋
+    # The epoch rule's edge cases, at the paper's batch sizes (256 image, 128 text).
+    big = GradTauConfig(alpha0=0.9, batch_size=256)
+    assert resolve_gradtau(big, 700, 300).epochs == 2  # n_f = 3, n_r = 2: ⌊6·2 / 6⌋
     with pytest.raises(DataError, match="0 epochs"):
-        resolve_gradtau(GradTauConfig(alpha0=0.9), 800, 200)  # n_f = 4 > 3·n_r = 3
-    assert resolve_gradtau(GradTauConfig(alpha0=0.9, epochs=2), 800, 200).epochs == 2
+        resolve_gradtau(big, 800, 200)  # n_f = 4 > 3·n_r = 3
+    assert resolve_gradtau(GradTauConfig(alpha0=0.9, epochs=2, batch_size=256), 800, 200).epochs == 2
     with pytest.raises(DataError, match="0 epochs"):
-        resolve_gradtau(GradTauConfig(), 400, 600, text=True)  # text rule: ⌊n_r / (2 n_f)⌋ = ⌊5 / 8⌋
+        resolve_gradtau(GradTauConfig(batch_size=128), 400, 600, text=True)  # ⌊n_r / (2 n_f)⌋ = ⌊5 / 8⌋
+    with pytest.raises(DataError, match="0 epochs"):
+        resolve_gradtau(GradTauConfig(alpha0=0.9), 800, 200)  # derived batch 16: n_f = 50 > 3·n_r = 39
     with pytest.raises(DataError, match="forget"):
         resolve_gradtau(GradTauConfig(), 0, 100)
     with pytest.raises(DataError, match="retain"):
         resolve_gradtau(GradTauConfig(), 10, 0)
+
+
+@pytest.mark.parametrize(("n_total", "text", "batch"), [
+    (50_000, False, 256),   # the paper's CIFAR-10 size: the official batch
+    (100_000, False, 256),  # larger sets keep the official batch (clamped)
+    (5_000, False, 26),     # shapes: 256 · 5,000 / 50,000 = 25.6
+    (1_257, False, 16),     # digits: 6.4, raised to the floor of 16
+    (43_410, True, 128),    # GoEmotions' training set: the official text batch
+    (4_341, True, 16),      # 12.8 -> floor
+    (8_682, True, 26),      # 25.6
+])
+def test_batch_size_scales_with_the_training_set(n_total: int, text: bool, batch: int) -> None:
+    n_forget = n_total // 10
+    plan = resolve_gradtau(GradTauConfig(), n_forget, n_total - n_forget, text=text)
+    assert plan.batch_size == batch
+    assert plan.n_forget_batches == math.ceil(n_forget / batch)
+    # The point of the rule: about as many optimiser steps as the paper's run at the same forget fraction.
+    paper = resolve_gradtau(GradTauConfig(), 5_000, 45_000)  # CIFAR-10, 10%: 20 forget batches x 28 epochs
+    if not text and batch not in (16, 256):
+        assert abs(plan.steps - paper.steps) / paper.steps < 0.1
+    assert resolve_gradtau(GradTauConfig(batch_size=64), n_forget, n_total - n_forget).batch_size == 64
 
 
 def test_tiny_sets_run() -> None:
@@ -439,11 +464,11 @@ def test_text_model_auto_detects_the_text_column(text: dict) -> None:
     x, y = text["x"], text["y"]
     res = unlearnkit.unlearn(text["model"], forget=_loader(x[:100], y[:100]), retain=_loader(x[100:], y[100:]),
                              val=_loader(*text["val"]), config=GradTauConfig())
-    # Token ids select the GoEmotions column: α₀ = 0.5, lr 3e-4 constant, batch 128, E = ⌊n_r / (2 n_f)⌋ with
-    # n_f = ⌈100 / 128⌉ = 1 and n_r = ⌈700 / 128⌉ = 6.
+    # Token ids select the GoEmotions column: α₀ = 0.5, lr 3e-4 constant, batch 128 · 800 / 43,410 -> the floor
+    # of 16, E = ⌊n_r / (2 n_f)⌋ with n_f = ⌈100 / 16⌉ = 7 and n_r = ⌈700 / 16⌉ = 44, i.e. 3 epochs of 7 steps.
     assert res.history["alpha"] == pytest.approx([0.5, 0.5 * 2 / 3, 0.5 / 3])
     assert res.history["lr"] == pytest.approx([3e-4] * 3)
-    assert len(res.history["forget_loss"]) == 3
+    assert len(res.history["forget_loss"]) == 3 * 7
 
 
 @pytest.mark.parametrize("request_kind", ["random", "class"])
@@ -529,3 +554,14 @@ def test_two_ranks_match_one_process_on_the_same_global_batch(tmp_path) -> None:
     for k in ref:
         assert torch.equal(r0["state"][k], r1["state"][k]), k  # every rank applied the same update
         torch.testing.assert_close(r0["state"][k], ref[k], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dataset", ["digits", "shapes", "cifar10:/x", "csv:/x"])
+@pytest.mark.parametrize("kind", ["class", "random", "ids", "subclass"])
+def test_no_cli_preset_sets_a_hyperparameter(dataset: str, kind: str) -> None:
+    # The paper's claim is that nothing needs setting: the CLI must run gradtau on its derived defaults.
+    from unlearnkit.pipeline import build_config
+    from unlearnkit.presets import method_overrides
+
+    assert method_overrides("gradtau", dataset, kind) == {}
+    assert build_config("gradtau", dataset=dataset, kind=kind, seed=0) == GradTauConfig(seed=0)

@@ -292,3 +292,22 @@ def test_needs_retain_and_registry_flags(setup) -> None:
     assert spec.supported_requests == frozenset({"class", "random", "ids", "subclass"})
     with pytest.raises(unlearnkit.UnsupportedRequestError, match="retain"):
         unlearnkit.unlearn(setup["model"], forget=setup["forget"], config=SfronConfig())
+
+
+@pytest.mark.parametrize(("dataset", "kind", "field", "value"), [
+    ("digits", "class", "retain_epochs", 2 * 1500 * 128 / 45_000),
+    ("shapes", "class", "max_norm", 1.0),
+    ("shapes", "random", "batch_size", 32),
+])
+def test_cli_presets_build_valid_configs(dataset: str, kind: str, field: str, value: float) -> None:
+    # The CLI's per-dataset presets must name real fields with valid values, and leave the rest at the defaults.
+    from unlearnkit.pipeline import build_config
+
+    cfg = build_config("sfron", dataset=dataset, kind=kind, seed=3)
+    assert isinstance(cfg, SfronConfig) and cfg.seed == 3
+    assert getattr(cfg, field) == pytest.approx(value)
+    default = SfronConfig()
+    changed = {f for f in ("retain_epochs", "max_norm", "batch_size", "lr", "forget_alpha", "lam", "gamma")
+               if getattr(cfg, f) != getattr(default, f)}
+    assert changed == {field}
+    assert build_config("sfron", dataset="digits", kind="random", seed=0) == SfronConfig(seed=0)

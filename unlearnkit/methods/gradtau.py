@@ -28,11 +28,15 @@ __all__ = ["GradTauConfig", "GradTauPlan", "gradtau_alpha_schedule", "gradtau_fo
 _PRESETS = ("auto", "image", "text")
 
 # Defaults of the official code (spec §3), per preset: AdamW learning rate, LinearLR end factor (1.0 = no
-# schedule), batch size, and the factor of the epoch rule E = ⌊n_r / (2·n_f) · factor⌋.
+# schedule), batch size, the factor of the epoch rule E = ⌊n_r / (2·n_f) · factor⌋, and the training-set size of
+# the paper's runs that the batch size was set for (CIFAR-10: 50,000 images; GoEmotions: 43,410 training texts,
+# whose 5,426/5,427 validation/test sizes the spec quotes).
 _PRESET_DEFAULTS: dict[str, dict[str, float]] = {
-    "image": {"lr": 1e-3, "lr_end_factor": 0.1, "batch_size": 256, "epoch_factor": 6},
-    "text": {"lr": 3e-4, "lr_end_factor": 1.0, "batch_size": 128, "epoch_factor": 1},
+    "image": {"lr": 1e-3, "lr_end_factor": 0.1, "batch_size": 256, "epoch_factor": 6, "reference_size": 50_000},
+    "text": {"lr": 3e-4, "lr_end_factor": 1.0, "batch_size": 128, "epoch_factor": 1, "reference_size": 43_410},
 }
+# Smallest derived batch size: below this the batch-mean forget loss the hinge acts on gets very noisy.
+MIN_DERIVED_BATCH = 16
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -64,7 +68,9 @@ class GradTauConfig(UnlearnConfig):
     lr_end_factor: float | None = field(default=None, metadata={
         "help": "Final learning-rate factor of the per-epoch linear decay. Default: 0.1 (image), 1.0 = none (text)."})
     batch_size: int | None = field(default=None, metadata={
-        "help": "Global batch size of both the forget and the retain batches. Default: 256 (image), 128 (text)."})
+        "help": "Global batch size of both the forget and the retain batches. Default: 256 (image) or 128 (text) "
+                "scaled by (training-set size / the paper's: 50,000 CIFAR-10 images, 43,410 GoEmotions texts), "
+                "clamped to [16, 256 or 128], so that a smaller dataset gets as many optimiser steps as the paper."})
     weight_decay: float = field(default=0.01, metadata={
         "help": "AdamW weight decay, applied to every parameter (PyTorch's AdamW default, as in the official code)."})
     tau_every: int = field(default=5, metadata={
@@ -149,7 +155,11 @@ def resolve_gradtau(cfg: GradTauConfig, n_forget: int, n_retain: int, *, text: b
       (the notebooks use floats, which round 190/12·6 to 94.999… on some inputs; the paper's intent is exact);
       capped by ``max_epochs`` when given;
     * AdamW lr 1e-3 with a linear decay to 0.1× over E epochs (image), or lr 3e-4 and no schedule (text);
-    * batch size 256 (image) or 128 (text); model in eval mode (image) or train mode (text) during updates.
+    * batch size ``clamp(round(b₀ · N / N₀), 16, b₀)`` with N = |D_f| + |D_r| and (b₀, N₀) = (256, 50,000)
+      (image, CIFAR-10) or (128, 43,410) (text, GoEmotions): the paper's batch size on the paper's dataset
+      sizes, and proportionally smaller batches on smaller datasets, so that the number of optimiser steps
+      E·n_f stays about the paper's (our deviation, see :func:`gradtau`);
+    * model in eval mode (image) or train mode (text) during updates.
 
     Args:
         cfg: the config; fields that are not ``None``/``"auto"`` override the rules.
@@ -173,7 +183,11 @@ def resolve_gradtau(cfg: GradTauConfig, n_forget: int, n_retain: int, *, text: b
                         "examples")
     preset = cfg.preset if cfg.preset != "auto" else ("text" if text else "image")
     d = _PRESET_DEFAULTS[preset]
-    bs = int(cfg.batch_size if cfg.batch_size is not None else d["batch_size"])
+    if cfg.batch_size is not None:
+        bs = int(cfg.batch_size)
+    else:
+        b0 = int(d["batch_size"])
+        bs = min(b0, max(MIN_DERIVED_BATCH, round(b0 * (n_forget + n_retain) / d["reference_size"])))
     n_f = math.ceil(n_forget / bs)
     n_r = math.ceil(n_retain / bs)
     rho = n_forget / (n_forget + n_retain)
@@ -376,7 +390,8 @@ def gradtau(model: nn.Module, data: UnlearnData, cfg: GradTauConfig) -> History:
     **Defaults** (all derived from the data sizes by :func:`resolve_gradtau`; official notebooks, spec §2-§3):
     α₀ = 5/3·ρ with ρ = |D_f|/(|D_f|+|D_r|) (image; 0.5 for text); E = ⌊n_r/(2n_f)·6⌋ epochs (image;
     ⌊n_r/(2n_f)⌋ for text) with n_f, n_r the numbers of forget/retain batches; AdamW(lr=1e-3, weight_decay=0.01)
-    with a per-epoch linear decay to 0.1× (text: lr 3e-4, constant); batch size 256 (text: 128) for both sets;
+    with a per-epoch linear decay to 0.1× (text: lr 3e-4, constant); batch size 256 (text: 128) for both sets
+    at the paper's dataset sizes, scaled down with the training-set size (see the deviations);
     τ every 5 epochs; whole model in eval mode during updates (text: train mode); one-sided hinge. The preset is
     "text" when the forget inputs are integer token ids, else "image". No augmentation is applied (the method
     re-batches the given datasets as they are).
@@ -392,6 +407,17 @@ def gradtau(model: nn.Module, data: UnlearnData, cfg: GradTauConfig) -> History:
     * ρ is computed as |D_f| / (|D_f| + |D_r|) from ``len(data.forget.dataset)`` and ``len(data.retain.dataset)``;
       the defaults match the paper only when the retain loader covers the *full* retain set (it does in the CLI).
     * E is computed in exact integer arithmetic (the notebooks use floats).
+    * **Batch size scales with the dataset** (our deviation; the official code fixes 256 for CIFAR's 50,000
+      images). The epoch rule fixes the number of *passes* (about 3 over the retain set), so with a fixed batch
+      the number of AdamW steps shrinks with the dataset: on the 5,000-image ``shapes`` set, 256-example batches
+      give 42 steps at a 30% forget fraction against the paper's 354, and the ascent never brought the forget
+      loss near τ (seed 0: forget accuracy 98.3% against the retrained model's 82.2%, loss-attack AUC 0.615
+      against 0.482; with the scaled batch: 93.8%, 0.569). The default batch is therefore
+      ``clamp(round(b₀·N/N₀), 16, b₀)``, the paper's batch b₀ scaled by
+      the training-set size N relative to the paper's N₀ (50,000 CIFAR-10 images; 43,410 GoEmotions texts), which
+      keeps E and the number of steps E·n_f close to the paper's and changes nothing at the paper's sizes. It is
+      still derived from the data sizes only; ``batch_size`` overrides it. Chosen on ``shapes`` seed 0
+      (``random:0.3`` and ``random:0.1``), reported on seeds 0-2 in the README.
     * ``bn_mode="eval"`` (image default) puts the whole model in eval mode, as ``net.eval()`` does in the main
       notebooks: normalisation statistics stay frozen and dropout is off. The sweep notebook trains in train
       mode (``bn_mode="train"``).
