@@ -40,3 +40,30 @@ def test_audit_end_to_end_and_resume(tmp_path):
     assert {f.name: f.stat().st_mtime_ns for f in (out / "signals").glob("*.npz")} == sig
     assert json.loads((out / "audit.json").read_text())["records"][0]["metrics"]["ulira_auc"] == \
         res["records"][0]["metrics"]["ulira_auc"]
+
+
+def test_killed_audit_resumes_without_retraining(tmp_path):
+    import signal
+    import time
+
+    out, cache = tmp_path / "audit", tmp_path / "cache"
+    cmd = [sys.executable, "-m", "unlearnkit", "audit", "--dataset", "digits", "--forget", "class:3", "--methods",
+           "gradient_ascent", "--models", "4", "--epochs", "2", "--out", str(out), "--cache-dir", str(cache)]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    models = cache / "models"
+    deadline = time.time() + 600
+    while time.time() < deadline and len(list(models.glob("*.safetensors"))) < 3:
+        time.sleep(0.1)
+        assert p.poll() is None, p.communicate()
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    before = {f.name: f.stat().st_mtime_ns for f in models.glob("*.safetensors")}
+    assert len(before) >= 3
+    p2 = _audit(out, cache)
+    assert p2.returncode == 0, p2.stderr
+    # Every model finished before the kill was reused as it was; the rest were trained now.
+    assert {n: (models / n).stat().st_mtime_ns for n in before} == before
+    assert p2.stdout.count("reusing cached") >= len(before)
+    assert len(list(models.glob("*.safetensors"))) > len(before)
+    assert json.loads((out / "audit.json").read_text())["records"]
