@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -93,19 +94,41 @@ def _coerce(cls: type[UnlearnConfig], name: str, raw: Any) -> Any:
         return None
     typ = str(f.type)
     try:
+        if typ.startswith("dict") or (f.default_factory is dict):  # type: ignore[comparison-overlap]
+            value = json.loads(text)
+            if not isinstance(value, dict):
+                raise ValueError
+            return value
         if isinstance(default, bool) or typ == "bool":
             if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
                 raise ValueError
             return text.lower() in ("true", "1", "yes")
+        if isinstance(default, tuple) or typ.startswith("tuple"):
+            items = [t.strip() for t in text.split(",") if t.strip()]
+            return tuple(_number(t) if _is_number(t) else t for t in items)
         if isinstance(default, int) or typ.startswith("int"):
             return int(text)
         if isinstance(default, float) or typ.startswith("float") or "float" in typ:
             return float(text)
-        if isinstance(default, tuple) or typ.startswith("tuple"):
-            return tuple(float(t) if "." in t or "e" in t else int(t) for t in text.split(",") if t)
     except ValueError:
-        raise ConfigError(f"{cls.__name__}.{name}: cannot read {raw!r} as {typ}") from None
+        hint = ' (write a JSON object, e.g. \'{"conv1": 0.9}\')' if typ.startswith("dict") else ""
+        raise ConfigError(f"{cls.__name__}.{name}: cannot read {raw!r} as {typ}{hint}") from None
     return text
+
+
+def _is_number(t: str) -> bool:
+    try:
+        float(t)
+    except ValueError:
+        return False
+    return True
+
+
+def _number(t: str) -> int | float:
+    try:
+        return int(t)
+    except ValueError:
+        return float(t)
 
 
 def build_config(method: str, *, dataset: str, kind: str, seed: int,
