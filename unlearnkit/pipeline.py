@@ -105,7 +105,7 @@ def _coerce(cls: type[UnlearnConfig], name: str, raw: Any) -> Any:
             return text.lower() in ("true", "1", "yes")
         if isinstance(default, tuple) or typ.startswith("tuple"):
             items = [t.strip() for t in text.split(",") if t.strip()]
-            return tuple(_number(t) if _is_number(t) else t for t in items)
+            return tuple(_scalar(t) for t in items)
         if isinstance(default, int) or typ.startswith("int"):
             return int(text)
         if isinstance(default, float) or typ.startswith("float") or "float" in typ:
@@ -116,19 +116,14 @@ def _coerce(cls: type[UnlearnConfig], name: str, raw: Any) -> Any:
     return text
 
 
-def _is_number(t: str) -> bool:
-    try:
-        float(t)
-    except ValueError:
-        return False
-    return True
-
-
-def _number(t: str) -> int | float:
-    try:
-        return int(t)
-    except ValueError:
-        return float(t)
+def _scalar(t: str) -> int | float | str:
+    """``t`` as an int, else a float, else the string itself (tuple fields hold numbers or names)."""
+    for conv in (int, float):
+        try:
+            return conv(t)
+        except ValueError:
+            pass
+    return t
 
 
 def build_config(method: str, *, dataset: str, kind: str, seed: int,
