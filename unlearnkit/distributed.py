@@ -27,6 +27,7 @@ __all__ = [
     "barrier",
     "broadcast_module_",
     "broadcast_object",
+    "epoch_loader",
     "gather_rows",
     "init_from_env",
     "is_distributed",
@@ -223,6 +224,18 @@ class MergedTailBatchSampler(torch.utils.data.Sampler[list[int]]):
             tail = batches.pop()
             batches[-1] = batches[-1] + tail
         return iter(batches)
+
+
+def epoch_loader(dataset: Any, batch_size: int, *, shuffle: bool, seed: int, drop_last: bool = False) -> Any:
+    """A DataLoader over ``dataset`` with a *global* ``batch_size``: an :class:`EpochShuffleSampler` (seeded, a new
+    order every pass, sharded per rank) and, unless ``drop_last``, a :class:`MergedTailBatchSampler` so that no
+    batch holds a single example."""
+    from torch.utils.data import DataLoader
+
+    sampler = EpochShuffleSampler(len(dataset), shuffle=shuffle, seed=int(seed))
+    if drop_last:
+        return DataLoader(dataset, batch_size=local_batch_size(batch_size), sampler=sampler, drop_last=True)
+    return DataLoader(dataset, batch_sampler=MergedTailBatchSampler(sampler, local_batch_size(batch_size)))
 
 
 def local_batch_size(global_batch: int) -> int:

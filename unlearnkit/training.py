@@ -24,12 +24,10 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .distributed import (
-    EpochShuffleSampler,
-    MergedTailBatchSampler,
     broadcast_module_,
+    epoch_loader,
     is_distributed,
     is_main_process,
-    local_batch_size,
 )
 from .errors import ConfigError, DataError
 
@@ -144,8 +142,7 @@ def train(model: nn.Module, dataset: Dataset, *, recipe: TrainRecipe | None = No
     torch.manual_seed(int(seed))  # dropout and any other global-RNG use inside the model
 
     # The recipe's batch size is global: each of W ranks takes batch_size // W examples of the same global batch.
-    sampler = EpochShuffleSampler(len(dataset), shuffle=True, seed=int(seed))  # type: ignore[arg-type]
-    loader = DataLoader(dataset, batch_sampler=MergedTailBatchSampler(sampler, local_batch_size(r.batch_size)))
+    loader = epoch_loader(dataset, r.batch_size, shuffle=True, seed=int(seed))
     net: nn.Module = model
     if is_distributed():
         from torch.nn.parallel import DistributedDataParallel

@@ -36,13 +36,10 @@ def rebatch(loader_or_dataset: DataLoader | Dataset, batch_size: int, *, shuffle
     (:class:`~unlearnkit.distributed.EpochShuffleSampler`). Without ``drop_last``, a last batch of a single
     example is merged into the previous one (BatchNorm cannot train on one example at 1×1 resolution).
     """
-    from ..distributed import EpochShuffleSampler, MergedTailBatchSampler, local_batch_size
+    from ..distributed import epoch_loader
 
     ds = loader_or_dataset.dataset if isinstance(loader_or_dataset, DataLoader) else loader_or_dataset
-    sampler = EpochShuffleSampler(len(ds), shuffle=shuffle, seed=seed)  # type: ignore[arg-type]
-    if drop_last:
-        return DataLoader(ds, batch_size=local_batch_size(batch_size), sampler=sampler, drop_last=True)
-    return DataLoader(ds, batch_sampler=MergedTailBatchSampler(sampler, local_batch_size(batch_size)))
+    return epoch_loader(ds, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last)
 
 
 def cycle(loader: DataLoader) -> Iterator:
