@@ -223,11 +223,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         if m not in methods:
             raise ConfigError(f"--set names method {m!r}, which is not in --methods ({', '.join(methods)})")
     if args.search:
-        searchable = [m for m in methods if "search" in get_method(m).config_cls.__dataclass_fields__]
+        def has_search(m: str) -> bool:
+            return "search" in get_method(m).config_cls.__dataclass_fields__
+
+        searchable = [m for m in methods if has_search(m)]
         if not searchable:
             from .methods.base import list_methods
 
-            have = [m for m in list_methods() if "search" in get_method(m).config_cls.__dataclass_fields__]
+            have = [m for m in list_methods() if has_search(m)]
             raise ConfigError(f"--search: none of {', '.join(methods)} has a hyperparameter search "
                               f"(methods with one: {', '.join(have)})")
         for m in searchable:
@@ -239,9 +242,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     splits = {s: exp.resolve(request, s) for s in seeds}
     sets_kw = dict(test=exp.splits.test, val=exp.splits.val, num_classes=exp.splits.num_classes)
     records: list[dict[str, Any]] = []
-    cell = _CellCache(out / "cells", fresh=args.fresh, log=exp.log,
-                      base={"request": request, "dataset": exp.splits.hash, "model": exp.model_spec(),
-                            "arch": exp.arch_signature(), "recipe": exp.recipe.to_dict()})
+    # The checkpoints' file names are content keys over the dataset split, model, architecture, recipe, seed and
+    # request, so naming them (below) keys each record on all of those.
+    cell = _CellCache(out / "cells", fresh=args.fresh, log=exp.log, base={"request": request})
     for seed in seeds:
         split = splits[seed]
         orig = exp.original(seed)
@@ -273,8 +276,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                                overrides=overrides.get(name))
 
             def _method_record(name: str = name, seed: int = seed, split: Any = split, orig: Any = orig,
-                               ref: Any = ref, ev: Any = ev) -> dict[str, Any]:
-                res, cfg = exp.run_method(name, orig.model, split, seed, overrides.get(name))
+                               ref: Any = ref, ev: Any = ev, cfg: Any = cfg) -> dict[str, Any]:
+                res, cfg = exp.run_method(name, orig.model, split, seed, config=cfg)
                 metrics = ev.evaluate(res.model, reference=ref.model, seconds=res.seconds,
                                       peak_memory_mb=res.peak_memory_mb, reference_seconds=ref.seconds)
                 return _record(name, request, seed, metrics, config=cfg.to_dict())

@@ -246,13 +246,16 @@ class Experiment:
                 "val": DataLoader(s.val, batch_size=batch_size)}
 
     def run_method(self, method: str, original: nn.Module, split: ForgetSplit, seed: int,
-                   overrides: dict[str, Any] | None = None, stats: Any = None) -> tuple[UnlearnResult, UnlearnConfig]:
+                   overrides: dict[str, Any] | None = None, stats: Any = None,
+                   config: UnlearnConfig | None = None) -> tuple[UnlearnResult, UnlearnConfig]:
+        """Run ``method`` on a copy of ``original`` for ``split``, with ``config`` if given, else the CLI's config
+        (:func:`build_config` with ``overrides``)."""
         spec = get_method(method)
         reason = self.check_supported(spec, split)
         if reason:
             raise UnsupportedRequestError(reason)
-        cfg = build_config(method, dataset=self.dataset_spec, kind=split.request.kind, seed=seed,
-                           overrides=overrides)
+        cfg = config if config is not None else build_config(method, dataset=self.dataset_spec,
+                                                             kind=split.request.kind, seed=seed, overrides=overrides)
         ld = self.loaders(split)
         t0 = time.perf_counter()
         res = unlearn(original, forget=ld["forget"], retain=ld["retain"], val=ld["val"], config=cfg,
