@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from unlearnkit.api import unlearn
-from unlearnkit.evaluation import EvalSets, Evaluator, summarize
+from unlearnkit.evaluation import summarize
 from unlearnkit.methods.pgu import LayerStats
 from unlearnkit.pipeline import Experiment, build_config
 
@@ -48,9 +48,7 @@ def main() -> None:
     for seed in seeds:
         split = exp.resolve(args.forget, seed)
         orig, ref = exp.original(seed), exp.retrained(split, seed)
-        ev = Evaluator(EvalSets(forget=split.forget_set(s.train), retain=split.retain_set(s.train), test=s.test,
-                                val=s.val, forget_classes=split.forget_classes, num_classes=s.num_classes),
-                       device=exp.device, seed=seed)
+        ev = exp.evaluator(split, seed)
         ld = exp.loaders(split)
         cfg = build_config("pgu", dataset=exp.dataset_spec, kind=split.request.kind, seed=seed)
         # Recorded once "right after training", over the whole training set with the original model.
@@ -77,7 +75,8 @@ def main() -> None:
     print("|---" * (len(cols) + 1) + "|")
     for row in summary:
         mt = row["metrics"]
-        cells = [f"{mt[k]:.{d}f} ± {mt.get(k + '_ci95', float('nan')):.{d}f}" for k, _, d in cols]
+        cells = [f"{mt[k]:.{d}f}" + (f" ± {mt[k + '_ci95']:.{d}f}" if mt.get(k + "_ci95") is not None else "")
+                 for k, _, d in cols]
         print(f"| {row['method']} | " + " | ".join(cells) + " |")
     if args.out:
         Path(args.out).write_text(json.dumps({"records": records, "summary": summary}, indent=1, default=str))

@@ -122,7 +122,6 @@ def run_bench(exp: Experiment, *, methods: list[str], scenarios: list[Scenario],
     from torch.utils.data import DataLoader
 
     from .api import unlearn
-    from .evaluation import EvalSets, Evaluator
     from .pipeline import build_config
 
     out.mkdir(parents=True, exist_ok=True)
@@ -142,10 +141,7 @@ def run_bench(exp: Experiment, *, methods: list[str], scenarios: list[Scenario],
                 continue
             orig = orig or exp.original(seed)
             refs = [exp.retrained(sp, seed) for sp in steps]
-            evs = [Evaluator(EvalSets(forget=sp.forget_set(exp.splits.train), retain=sp.retain_set(exp.splits.train),
-                                      test=exp.splits.test, val=exp.splits.val, forget_classes=sp.forget_classes,
-                                      num_classes=exp.splits.num_classes), device=exp.device, seed=seed)
-                   for sp in steps]
+            evs = [exp.evaluator(sp, seed) for sp in steps]
             for method in todo:
                 t0 = time.perf_counter()
                 recs: list[dict[str, Any]] = []

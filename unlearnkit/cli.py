@@ -211,7 +211,7 @@ class _CellCache:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .distributed import is_main_process
-    from .evaluation import EvalSets, Evaluator, summarize, write_report
+    from .evaluation import summarize, write_report
     from .methods.base import get_method
     from .pipeline import build_config, parse_overrides
 
@@ -240,7 +240,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     request = args.forget
     # Resolve the request for every seed before any training: bad requests fail fast.
     splits = {s: exp.resolve(request, s) for s in seeds}
-    sets_kw = dict(test=exp.splits.test, val=exp.splits.val, num_classes=exp.splits.num_classes)
     records: list[dict[str, Any]] = []
     # The checkpoints' file names are content keys over the dataset split, model, architecture, recipe, seed and
     # request, so naming them (below) keys each record on all of those.
@@ -250,8 +249,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         orig = exp.original(seed)
         ref = exp.retrained(split, seed)
         models = {"original": orig.path.name, "reference": ref.path.name}
-        ev = Evaluator(EvalSets(forget=split.forget_set(exp.splits.train), retain=split.retain_set(exp.splits.train),
-                                forget_classes=split.forget_classes, **sets_kw), device=exp.device, seed=seed)
+        ev = exp.evaluator(split, seed)
         records.append(cell("original", seed, models, lambda seed=seed, ev=ev, orig=orig, ref=ref: _record(
             "original", request, seed, ev.evaluate(orig.model, reference=ref.model))))
 
@@ -372,8 +370,6 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation import EvalSets, Evaluator
-
     exp = _experiment(args)
     split = exp.resolve(args.forget, args.seed)
     model, man = _load_for(exp, args.checkpoint)
@@ -381,9 +377,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     ref_seconds = None
     if args.reference:
         ref_seconds = _load_for(exp, args.reference)[1].get("train_seconds")
-    ev = Evaluator(EvalSets(forget=split.forget_set(exp.splits.train), retain=split.retain_set(exp.splits.train),
-                            test=exp.splits.test, val=exp.splits.val, forget_classes=split.forget_classes,
-                            num_classes=exp.splits.num_classes), device=exp.device, seed=args.seed)
+    ev = exp.evaluator(split, args.seed)
     metrics = ev.evaluate(model, reference=ref, seconds=man.get("unlearn_seconds"), reference_seconds=ref_seconds)
     metrics.pop("_plots", None)
     text = json.dumps(metrics, indent=1, default=_json_default)

@@ -239,6 +239,16 @@ class Experiment:
             return f"{spec.name} needs whole forgotten classes"
         return None
 
+    def evaluator(self, split: ForgetSplit, seed: int) -> Any:
+        """The :class:`~unlearnkit.evaluation.Evaluator` for ``split``: its forget and retain sets, this dataset's
+        test and val splits, seeded with ``seed``."""
+        from .evaluation import EvalSets, Evaluator
+
+        s = self.splits
+        return Evaluator(EvalSets(forget=split.forget_set(s.train), retain=split.retain_set(s.train), test=s.test,
+                                  val=s.val, forget_classes=split.forget_classes, num_classes=s.num_classes),
+                         device=self.device, seed=seed)
+
     def loaders(self, split: ForgetSplit, batch_size: int = 128) -> dict[str, DataLoader]:
         s = self.splits
         return {"forget": DataLoader(split.forget_set(s.train), batch_size=batch_size),
