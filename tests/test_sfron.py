@@ -175,6 +175,24 @@ def test_parameters_outside_mask_do_not_change_during_forget_steps(setup, monkey
     assert changed_inside > 0
 
 
+@pytest.mark.parametrize("mask_batch", [None, 48])
+def test_mask_passes_use_mask_batch_size(setup, mask_batch) -> None:
+    # The two squared-gradient passes run on mask_batch_size batches (None: the step batch), and the batch matters:
+    # the statistic is the mean of squared batch-mean gradients.
+    res = _run(setup, n_iters=1, batch_size=8, mask_batch_size=mask_batch)
+
+    def fraction(batch: int) -> float:
+        def fisher(key: str, salt: int) -> dict[str, torch.Tensor]:
+            loader = sfron_mod.rebatch(setup[key], batch, shuffle=True, seed=sfron_mod.loader_seed(0, salt))
+            return sal.squared_gradients(setup["model"], loader, F.cross_entropy, "cpu")
+
+        return sal.mask_fraction(sal.ratio_mask(fisher("forget", sfron_mod._SALT_FISHER_F),
+                                                fisher("retain", sfron_mod._SALT_FISHER_R), 1.0))
+
+    assert fraction(8) != pytest.approx(fraction(48))
+    assert res.history["mask_fraction"][0] == pytest.approx(fraction(mask_batch or 8))
+
+
 def test_forget_step_masks_then_clips(setup) -> None:
     model = _mlp()
     model.load_state_dict(setup["model"].state_dict())
@@ -263,7 +281,8 @@ def test_without_mask_and_with_adamw_runs(setup) -> None:
                                        ({"optimizer": "adam"}, "optimizer"), ({"forget_freq": 0}, "forget_freq"),
                                        ({"max_norm": 0.0}, "max_norm"), ({"n_iters": -1}, "n_iters"),
                                        ({"alpha_schedule": "exp"}, "alpha_schedule"),
-                                       ({"forget_alpha": float("inf")}, "forget_alpha")])
+                                       ({"forget_alpha": float("inf")}, "forget_alpha"),
+                                       ({"mask_batch_size": 0}, "mask_batch_size")])
 def test_bad_config_raises_config_error(kw, field) -> None:
     with pytest.raises(ConfigError, match=field):
         SfronConfig(**kw)
@@ -294,20 +313,21 @@ def test_needs_retain_and_registry_flags(setup) -> None:
         unlearnkit.unlearn(setup["model"], forget=setup["forget"], config=SfronConfig())
 
 
-@pytest.mark.parametrize(("dataset", "kind", "field", "value"), [
-    ("digits", "class", "retain_epochs", 2 * 1500 * 128 / 45_000),
-    ("shapes", "class", "max_norm", 1.0),
-    ("shapes", "random", "batch_size", 32),
+@pytest.mark.parametrize(("dataset", "kind", "want"), [
+    ("digits", "class", {"retain_epochs": 2 * 1500 * 128 / 45_000}),
+    ("shapes", "class", {"max_norm": 1.0}),
+    ("shapes", "random", {"retain_epochs": 0.5, "batch_size": 16, "mask_batch_size": 128}),
 ])
-def test_cli_presets_build_valid_configs(dataset: str, kind: str, field: str, value: float) -> None:
+def test_cli_presets_build_valid_configs(dataset: str, kind: str, want: dict) -> None:
     # The CLI's per-dataset presets must name real fields with valid values, and leave the rest at the defaults.
     from unlearnkit.pipeline import build_config
 
     cfg = build_config("sfron", dataset=dataset, kind=kind, seed=3)
     assert isinstance(cfg, SfronConfig) and cfg.seed == 3
-    assert getattr(cfg, field) == pytest.approx(value)
+    for field, value in want.items():
+        assert getattr(cfg, field) == pytest.approx(value)
     default = SfronConfig()
-    changed = {f for f in ("retain_epochs", "max_norm", "batch_size", "lr", "forget_alpha", "lam", "gamma")
-               if getattr(cfg, f) != getattr(default, f)}
-    assert changed == {field}
+    changed = {f for f in ("retain_epochs", "max_norm", "batch_size", "mask_batch_size", "lr", "forget_alpha", "lam",
+                           "gamma") if getattr(cfg, f) != getattr(default, f)}
+    assert changed == set(want)
     assert build_config("sfron", dataset="digits", kind="random", seed=0) == SfronConfig(seed=0)
