@@ -60,10 +60,10 @@ def test_subclass_scenario(exp):
     assert len(kept) > 0 and (tr.sub[kept] == 1).all()
 
 
-def _bench(out, cache, **kw):
+def _bench(out, cache, rl_epochs=1, **kw):
     cmd = [sys.executable, "-m", "unlearnkit", "bench", "--dataset", "digits", "--methods",
            "gradient_ascent,random_label", "--scenarios", "class1,seq_class", "--seeds", "0", "--epochs", "2",
-           "--out", str(out), "--cache-dir", str(cache), "--set", "random_label.epochs=1"]
+           "--out", str(out), "--cache-dir", str(cache), "--set", f"random_label.epochs={rl_epochs}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kw)
 
@@ -109,3 +109,14 @@ def test_sigkill_resume_equals_uninterrupted(tmp_path):
     assert _strip(a["records"]) == _strip(b["records"])
     report = (killed / "report.md").read_text()
     assert "## class1" in report and "bench_seq_class.png" in report and (killed / "bench_seq_class.png").is_file()
+
+    # A changed config recomputes that method's cells (and only those) instead of reusing stale results.
+    before = {f.name: f.stat().st_mtime_ns for f in (fresh / "cells").glob("*.json")}
+    p = _bench(fresh, cache, rl_epochs=2)
+    stdout, stderr = p.communicate(timeout=900)
+    assert p.returncode == 0, stderr
+    for name, mtime in before.items():
+        changed = (fresh / "cells" / name).stat().st_mtime_ns != mtime
+        assert changed == ("__random_label__" in name), name
+    recs = json.loads((fresh / "results.json").read_text())["records"]
+    assert {r["config"]["epochs"] for r in recs if r["method"] == "random_label"} == {2}

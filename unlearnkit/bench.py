@@ -17,7 +17,8 @@ In a sequential scenario each request is applied to the previous step's unlearne
 model is compared with a model retrained without the union of everything deleted so far.
 
 Resumability: each finished cell is written atomically to ``OUT/cells/<scenario>__<method>__s<seed>.json``; a
-restarted bench with the same arguments skips every cell whose file exists, and trained originals and references
+restarted bench with the same arguments skips every cell whose file exists and records the method config it would
+use now (a cell computed under another preset, default or ``--set`` is recomputed), and trained originals and references
 come from the content-keyed model cache. ``OUT/results.json`` and ``OUT/report.md`` are rebuilt from the cell files
 at the end, so a killed and restarted bench ends with the same results as an uninterrupted one (timings aside).
 """
@@ -115,6 +116,21 @@ def _cell_path(out: Path, sc: str, method: str, seed: int) -> Path:
     return out / "cells" / f"{sc}__{method}__s{seed}.json"
 
 
+def _cell_done(path: Path, config: dict[str, Any] | None) -> bool:
+    """Whether a cell file holds a finished cell for ``config``: it exists, parses, and every record that ran
+    recorded exactly that config. A changed preset, default or ``--set`` therefore recomputes the cell instead of
+    reusing results of another configuration; ``original``/``retrain`` cells (``config`` None) only need to exist."""
+    if not path.exists():
+        return False
+    if config is None:
+        return True
+    try:
+        recs = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(recs, list) and all(r.get("config") == config for r in recs if r.get("status") == "ok")
+
+
 def run_bench(exp: Experiment, *, methods: list[str], scenarios: list[Scenario], seeds: list[int], out: Path,
               overrides: dict[str, dict[str, Any]] | None = None, log: Callable[[str], None] = print,
               run_info: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -134,8 +150,19 @@ def run_bench(exp: Experiment, *, methods: list[str], scenarios: list[Scenario],
         for sc in scenarios:
             steps = plans[(sc.name, seed)]
             # Rank 0's disk decides which cells remain, so every rank runs the same cells (they run collectives).
-            todo = broadcast_object([m for m in ["original", "retrain", *methods]
-                                     if not _cell_path(out, sc.name, m, seed).exists()] if is_main_process() else None)
+            todo = None
+            if is_main_process():
+                todo = []
+                for m in ["original", "retrain", *methods]:
+                    path = _cell_path(out, sc.name, m, seed)
+                    want = None if m in ("original", "retrain") else json.loads(json.dumps(build_config(
+                        m, dataset=exp.dataset_spec, kind=sc.kind, seed=seed,
+                        overrides=(overrides or {}).get(m)).to_dict(), default=_default))
+                    if not _cell_done(path, want):
+                        if path.exists():
+                            log(f"{path.name}: computed with another config (or unreadable); recomputing")
+                        todo.append(m)
+            todo = broadcast_object(todo)
             done += len(methods) + 2 - len(todo)
             if not todo:
                 continue
