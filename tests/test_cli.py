@@ -134,6 +134,36 @@ def test_step_by_step_with_checkpoints(tmp_path, cache):
     assert json.loads(Path(str(unl).replace(".safetensors", ".json")).read_text())["method"] == "random_label"
 
 
+def test_record_stats_runs_pgu_without_retain_data(tmp_path):
+    from unlearnkit.methods.pgu import LayerStats
+
+    cache = tmp_path / "cache"
+    out = tmp_path / "run"
+    args = ("run", "--methods", "pgu,finetune", "--record-stats", "--out", str(out), "--cache-dir", str(cache),
+            "--epochs", "2")
+    p = _cli(*args)
+    assert "recorded layer statistics" in p.stdout
+    stats = list((cache / "models").glob("*.stats.safetensors"))
+    assert len(stats) == 1  # the original's only (references never need them)
+    assert (cache / "models" / stats[0].name.replace(".stats", "")).is_file()
+    recs = {r["method"]: r for r in json.loads((out / "results.json").read_text())["records"]}
+    assert recs["pgu"]["inputs"] == {"recorded_stats": stats[0].name, "retain_data": False}
+    assert "inputs" not in recs["finetune"]
+    # A cached original without (or with unreadable) statistics gets them recorded again; the record is reused.
+    stats[0].write_bytes(b"not a safetensors file")
+    p = _cli(*args)
+    assert "recorded layer statistics of the cached model" in p.stdout and "pgu (seed 0) took" not in p.stdout
+    LayerStats.load(stats[0])
+    # Step by step: train --record-stats writes NAME.stats.safetensors beside --out; unlearn --stats uses it.
+    orig = tmp_path / "orig.safetensors"
+    _cli("train", "--out", str(orig), "--record-stats", "--cache-dir", str(cache), "--epochs", "2", "-q")
+    side = tmp_path / "orig.stats.safetensors"
+    assert LayerStats.load(side).grams.keys() == LayerStats.load(stats[0]).grams.keys()
+    p = _cli("unlearn", "--checkpoint", str(orig), "--method", "pgu", "--forget", "class:3", "--stats", str(side),
+             "--out", str(tmp_path / "unl.safetensors"), "--cache-dir", str(cache), "--epochs", "2", "-q")
+    assert "pgu:" in p.stdout
+
+
 def test_csv_dataset(tmp_path, cache):
     import numpy as np
 

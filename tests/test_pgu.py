@@ -124,6 +124,28 @@ def test_recorded_statistics_mode_equals_retain_data_mode(toy) -> None:
     assert not torch.equal(a.model[0].weight, net[0].weight)
 
 
+def test_training_loop_records_statistics_of_the_final_model(toy) -> None:
+    # train(record_stats=True) records C_full with the trained weights (one pass, as the official code right after
+    # training), so C_full - C_forget equals statistics taken directly on the retain data.
+    from unlearnkit.training import TrainRecipe, train
+
+    _, x, y = toy
+    torch.manual_seed(1)
+    net = small_cnn()
+    ds = TensorDataset(x, y)
+    log = train(net, ds, recipe=TrainRecipe(epochs=2, batch_size=16, lr=0.05), seed=3, record_stats=True)
+    assert log.stats is not None and log.stats_seconds > 0
+    assert log.stats.meta["model_hash"] == pgu_mod.weights_fingerprint(net)
+    direct = LayerStats.from_loader(net, ds, seed=3)
+    for k, g in direct.grams.items():
+        assert torch.equal(log.stats.grams[k], g), k
+    retain = LayerStats.from_loader(net, loader(x[:60], y[:60]))
+    diff = log.stats - LayerStats.from_loader(net, loader(x[60:], y[60:]))
+    for k in retain.grams:
+        torch.testing.assert_close(diff.grams[k], retain.grams[k], rtol=1e-9, atol=1e-9)
+    assert train(small_cnn(), ds, recipe=TrainRecipe(epochs=1, batch_size=16)).stats is None
+
+
 def test_zero_learning_rate_leaves_weights_identical(toy) -> None:
     net, x, y = toy
     for cfg in (PguConfig(lr_start=0.0, stop="none"), PguConfig(epochs=1, stop="none"),

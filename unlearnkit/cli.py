@@ -148,7 +148,7 @@ def _experiment(args: argparse.Namespace):  # noqa: ANN202
         recipe = dataclasses.replace(train_recipe(args.dataset, model), epochs=args.epochs)
     return Experiment(args.dataset, args.model, recipe=recipe, data_seed=args.data_seed, cache_dir=args.cache_dir,
                       device=args.device, progress=not args.quiet and sys.stderr.isatty(), log=log,
-                      label_column=args.label_column)
+                      label_column=args.label_column, record_stats=getattr(args, "record_stats", False))
 
 
 def _record(method: str, request: str, seed: int, metrics: dict[str, Any], config: dict[str, Any] | None = None,
@@ -272,15 +272,22 @@ def cmd_run(args: argparse.Namespace) -> int:
                 continue
             cfg = build_config(name, dataset=exp.dataset_spec, kind=split.request.kind, seed=seed,
                                overrides=overrides.get(name))
+            stats = orig.stats_path if spec.uses_recorded_stats else None
 
             def _method_record(name: str = name, seed: int = seed, split: Any = split, orig: Any = orig,
-                               ref: Any = ref, ev: Any = ev, cfg: Any = cfg) -> dict[str, Any]:
-                res, cfg = exp.run_method(name, orig.model, split, seed, config=cfg)
+                               ref: Any = ref, ev: Any = ev, cfg: Any = cfg, stats: Any = stats) -> dict[str, Any]:
+                res, cfg = exp.run_method(name, orig.model, split, seed, config=cfg, stats=stats)
                 metrics = ev.evaluate(res.model, reference=ref.model, seconds=res.seconds,
                                       peak_memory_mb=res.peak_memory_mb, reference_seconds=ref.seconds)
-                return _record(name, request, seed, metrics, config=cfg.to_dict())
+                rec = _record(name, request, seed, metrics, config=cfg.to_dict())
+                if stats is not None:
+                    rec["inputs"] = {"recorded_stats": stats.name, "retain_data": False}
+                return rec
 
-            records.append(cell(name, seed, {**models, "config": cfg.to_dict()}, _method_record))
+            key = {**models, "config": cfg.to_dict()}
+            if stats is not None:
+                key["recorded_stats"] = stats.name
+            records.append(cell(name, seed, key, _method_record))
         _write_results(out, {"schema": "unlearnkit.results/1", "run_info": _run_info(args, exp),
                              "records": records, "summary": summarize(records)})
     summary = summarize(records)
@@ -321,6 +328,7 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .checkpoints import save_checkpoint
+    from .pipeline import save_stats, stats_path
 
     exp = _experiment(args)
     if args.forget:
@@ -330,9 +338,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         tm = exp.original(args.seed)
     if args.out:
         save_checkpoint(args.out, tm.model, tm.manifest)
+        if tm.stats_path is not None:
+            from .methods.pgu import LayerStats
+
+            save_stats(stats_path(Path(args.out)), LayerStats.load(tm.stats_path))
     acc = _quick_acc(tm.model, exp)
     _console().print(f"{tm.manifest['role']} model: test acc {acc:.1f}%  checkpoint: {args.out or tm.path}"
-                     + ("  (reused from cache)" if tm.reused else ""))
+                     + ("  (reused from cache)" if tm.reused else "")
+                     + (f"  statistics: {stats_path(Path(args.out or tm.path))}" if tm.stats_path else ""))
     return 0
 
 
@@ -361,7 +374,7 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
     split = exp.resolve(args.forget, args.seed)
     model, man = _load_for(exp, args.checkpoint)
     get = parse_overrides(args.set).get(args.method, {})
-    res, cfg = exp.run_method(args.method, model, split, args.seed, get)
+    res, cfg = exp.run_method(args.method, model, split, args.seed, get, stats=args.stats)
     save_checkpoint(args.out, res.model, {**man, "role": "unlearned", "method": args.method, "config": cfg.to_dict(),
                                           "request": str(split.request), "unlearn_seconds": res.seconds})
     _console().print(f"{args.method}: {res.seconds:.2f}s, test acc {_quick_acc(res.model, exp):.1f}%  "
@@ -498,6 +511,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="recompute every record even if OUT/cells holds it from an identical earlier run")
     p.add_argument("--search", action="store_true",
                    help="let methods with a built-in hyperparameter search (svd) choose on the val split, never test")
+    p.add_argument("--record-stats", action="store_true",
+                   help="record pgu's layer statistics when training the original (stored beside its checkpoint) "
+                        "and run pgu from them, without the retain data")
     p.set_defaults(fn=cmd_run)
 
     p = sub.add_parser("methods", help="list registered methods with their paper")
@@ -508,6 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--forget", default=None, help="train the reference without this forget request")
     p.add_argument("--out", default=None, help="also write the checkpoint here (.safetensors)")
+    p.add_argument("--record-stats", action="store_true",
+                   help="also record pgu's layer statistics (original models), stored beside the checkpoint as "
+                        "NAME.stats.safetensors")
     p.set_defaults(fn=cmd_train)
 
     p = sub.add_parser("unlearn", help="unlearn a checkpoint with one method")
@@ -518,6 +537,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="where to write the unlearned checkpoint (.safetensors)")
     p.add_argument("--set", action="append", metavar="METHOD.FIELD=VALUE")
+    p.add_argument("--stats", default=None, metavar="PATH",
+                   help="layer statistics recorded at training time (train --record-stats); pgu then runs without "
+                        "the retain data")
     p.set_defaults(fn=cmd_unlearn)
 
     p = sub.add_parser("evaluate", help="evaluate a checkpoint (optionally against a retrained reference)")

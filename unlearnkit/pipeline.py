@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from .checkpoints import ModelCache, build_from_checkpoint, save_checkpoint
 from .data import load_dataset
 from .data.base import DatasetSplits, LabeledDataset
 from .distributed import barrier, broadcast_module_, broadcast_object, is_main_process
-from .errors import ConfigError, UnsupportedRequestError
+from .errors import ConfigError, UnlearnError, UnsupportedRequestError
 from .methods.base import MethodSpec, UnlearnConfig, get_method
 from .models import build_model
 from .presets import method_overrides, train_recipe
@@ -57,12 +58,33 @@ def code_fingerprint() -> str:
 _CODE_FP: str | None = None
 
 
+def stats_path(checkpoint: Path) -> Path:
+    """Where a checkpoint's recorded layer statistics live: ``<key>.stats.safetensors`` beside ``<key>.safetensors``."""
+    return checkpoint.with_name(checkpoint.stem + ".stats.safetensors")
+
+
+def save_stats(path: Path, stats: Any) -> None:
+    """Write ``stats`` (a LayerStats) atomically: a temporary file in the same folder, then a rename."""
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        stats.save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 @dataclass
 class TrainedModel:
     model: nn.Module
     manifest: dict[str, Any]
     path: Path
     reused: bool
+    stats_path: Path | None = None  # recorded layer statistics beside the checkpoint (``record_stats``)
 
     @property
     def seconds(self) -> float:
@@ -143,7 +165,7 @@ class Experiment:
     def __init__(self, dataset: str = "digits", model: str | None = None, *, model_kwargs: dict[str, Any] | None = None,
                  recipe: TrainRecipe | None = None, data_seed: int = 0, cache_dir: Path | str = ".unlearnkit_cache",
                  device: str | torch.device = "cpu", progress: bool = True, log: Log = print,
-                 label_column: str | None = None) -> None:
+                 label_column: str | None = None, record_stats: bool = False) -> None:
         from .presets import DEFAULT_MODEL
 
         self.dataset_spec = dataset
@@ -156,6 +178,8 @@ class Experiment:
         self.progress = progress
         self.log = log
         self.label_column = label_column
+        # Originals get pgu's layer statistics (C_full) recorded by the training loop and stored beside the checkpoint.
+        self.record_stats = bool(record_stats)
         self._splits: DatasetSplits | None = None
         self._arch: str | None = None
 
@@ -198,6 +222,7 @@ class Experiment:
                              recipe=self.recipe.to_dict(), seed=int(seed), code=TRAINING_CODE_VERSION, **extra)
         # Rank 0 decides whether the cache holds the model, so all ranks take the same branch (a collective
         # training run on some ranks only would hang); others receive rank 0's weights if their disk lacks it.
+        record = self.record_stats and role == "original"
         hit = broadcast_object(self.cache.get(key) if is_main_process() else None)
         if hit is not None:
             if is_main_process() or Path(hit).is_file():
@@ -207,19 +232,46 @@ class Experiment:
             man = broadcast_object(man)
             broadcast_module_(model)
             self.log(f"reusing cached {role} model (seed {seed}) from {hit}")
-            return TrainedModel(model.eval(), man, Path(hit), reused=True)
+            tm = TrainedModel(model.eval(), man, Path(hit), reused=True)
+            if record:
+                tm.stats_path = self._ensure_stats(tm, data, seed)
+            return tm
         model = self.new_model(seed)
         self.log(f"training {role} model (seed {seed}, {len(data)} examples, {self.recipe.epochs} epochs)")
         tlog = train(model, data, recipe=self.recipe, seed=seed, device=self.device, progress=self.progress,
-                     desc=f"{role} s{seed}")
+                     desc=f"{role} s{seed}", record_stats=record)
         man = {"role": role, "dataset": self.splits.manifest, "model": self.model_spec(),
                "recipe": self.recipe.to_dict(), "seed": int(seed), "train_seconds": tlog.seconds,
                "final_train_loss": tlog.epoch_losses[-1] if tlog.epoch_losses else None, **extra}
         path = self.cache.path(key)
         if is_main_process():
             save_checkpoint(path, model, man)
+            if tlog.stats is not None:
+                save_stats(stats_path(path), tlog.stats)
+                self.log(f"recorded layer statistics in {tlog.stats_seconds:.1f}s: {stats_path(path)}")
         barrier()
-        return TrainedModel(model.eval(), man, path, reused=False)
+        return TrainedModel(model.eval(), man, path, reused=False, stats_path=stats_path(path) if record else None)
+
+    def _ensure_stats(self, tm: TrainedModel, data: LabeledDataset, seed: int) -> Path:
+        """The statistics file of a cached model; recorded now (same pass as the training loop's) if missing or
+        not from these weights."""
+        from .methods.pgu import LayerStats, weights_fingerprint
+
+        path = stats_path(tm.path)
+        ok = False
+        if is_main_process() and path.is_file():
+            try:
+                ok = LayerStats.load(path).meta.get("model_hash") == weights_fingerprint(tm.model)
+            except UnlearnError:
+                ok = False
+        if not broadcast_object(ok if is_main_process() else None):
+            t0 = time.perf_counter()
+            st = LayerStats.from_loader(tm.model, data, device=self.device, seed=int(seed), progress=self.progress)
+            if is_main_process():
+                save_stats(path, st)
+            barrier()
+            self.log(f"recorded layer statistics of the cached model in {time.perf_counter() - t0:.1f}s: {path}")
+        return path
 
     def original(self, seed: int) -> TrainedModel:
         return self._trained("original", seed, self.splits.train, {})
@@ -259,7 +311,8 @@ class Experiment:
                    overrides: dict[str, Any] | None = None, stats: Any = None,
                    config: UnlearnConfig | None = None) -> tuple[UnlearnResult, UnlearnConfig]:
         """Run ``method`` on a copy of ``original`` for ``split``, with ``config`` if given, else the CLI's config
-        (:func:`build_config` with ``overrides``)."""
+        (:func:`build_config` with ``overrides``). With ``stats`` (recorded layer statistics, or their path), a
+        method flagged ``uses_recorded_stats`` that does not require retain data gets no retain data."""
         spec = get_method(method)
         reason = self.check_supported(spec, split)
         if reason:
@@ -267,8 +320,10 @@ class Experiment:
         cfg = config if config is not None else build_config(method, dataset=self.dataset_spec,
                                                              kind=split.request.kind, seed=seed, overrides=overrides)
         ld = self.loaders(split)
+        # With recorded statistics a method that can use them runs without the retain data (pgu's selling point).
+        retain = None if stats is not None and spec.uses_recorded_stats and not spec.requires_retain else ld["retain"]
         t0 = time.perf_counter()
-        res = unlearn(original, forget=ld["forget"], retain=ld["retain"], val=ld["val"], config=cfg,
+        res = unlearn(original, forget=ld["forget"], retain=retain, val=ld["val"], config=cfg,
                       forget_classes=split.forget_classes, num_classes=self.splits.num_classes,
                       stats=stats, device=self.device, progress=self.progress)
         self.log(f"{method} (seed {seed}) took {res.seconds:.2f}s (with checks {time.perf_counter() - t0:.2f}s)")

@@ -84,9 +84,14 @@ class TrainCallback(Protocol):
 
 @dataclass
 class TrainLog:
+    """What :func:`train` returns: per-step and per-epoch losses, the training wall time (``seconds``), and with
+    ``record_stats`` the layer statistics and the seconds their pass took (not included in ``seconds``)."""
+
     losses: list[float]
     epoch_losses: list[float]
     seconds: float
+    stats: Any = None
+    stats_seconds: float = 0.0
 
 
 def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -116,7 +121,7 @@ def _optimizer(model: nn.Module, r: TrainRecipe) -> torch.optim.Optimizer:
 def train(model: nn.Module, dataset: Dataset, *, recipe: TrainRecipe | None = None, seed: int = 0,
           device: torch.device | str | None = None, progress: bool = False, desc: str = "train",
           callbacks: Sequence[TrainCallback] = (),
-          loss_fn: Callable[..., torch.Tensor] | None = None) -> TrainLog:
+          loss_fn: Callable[..., torch.Tensor] | None = None, record_stats: bool = False) -> TrainLog:
     """Train ``model`` in place on ``dataset`` (items ``(x, y)``) with ``recipe``; deterministic under ``seed``.
 
     Args:
@@ -128,9 +133,14 @@ def train(model: nn.Module, dataset: Dataset, *, recipe: TrainRecipe | None = No
         progress: show a progress bar (rank 0 only).
         callbacks: objects with ``on_batch(model, x, y)``, called after every optimiser step.
         loss_fn: ``loss_fn(logits, y)``; cross-entropy with the recipe's label smoothing by default.
+        record_stats: after the last epoch, record the per-layer input Gram matrices of the trained model over
+            ``dataset`` (:class:`~unlearnkit.methods.pgu.LayerStats`, one pass without augmentation, seeded by
+            ``seed``), so that ``pgu`` can later forget without the retain data. They are taken with the final
+            weights, as the official code does right after training: sums accumulated during the last epoch would
+            mix weights of different steps and would not subtract exactly from forget statistics of the model.
 
     Returns:
-        A :class:`TrainLog` with per-step and per-epoch losses and the wall time.
+        A :class:`TrainLog` with per-step and per-epoch losses, the wall time, and the statistics if recorded.
     """
     r = recipe or TrainRecipe()
     if len(dataset) == 0:  # type: ignore[arg-type]
@@ -186,7 +196,15 @@ def train(model: nn.Module, dataset: Dataset, *, recipe: TrainRecipe | None = No
         bar.set_postfix(loss=f"{epoch_losses[-1]:.3f}")
     broadcast_module_(model, buffers_only=True)  # BN statistics of rank 0 on every rank (no-op in one process)
     model.eval()
-    return TrainLog(losses=losses, epoch_losses=epoch_losses, seconds=time.perf_counter() - t0)
+    log = TrainLog(losses=losses, epoch_losses=epoch_losses, seconds=time.perf_counter() - t0)
+    if record_stats:
+        from .methods.pgu import LayerStats
+
+        t1 = time.perf_counter()
+        log.stats = LayerStats.from_loader(model, dataset, device=dev, seed=int(seed),
+                                           progress=progress and is_main_process())
+        log.stats_seconds = time.perf_counter() - t1
+    return log
 
 
 @torch.no_grad()

@@ -188,6 +188,9 @@ class MethodSpec:
     #: False for methods that never look at the forget set's loss (``finetune`` relies on catastrophic forgetting),
     #: whose forget loss need not rise at a small budget; the contract test checks the direction only when True.
     raises_forget_loss: bool = True
+    #: True for methods that can work from statistics recorded at training time (``unlearn(..., stats=...)``)
+    #: instead of the retain data (``pgu``); ``unlearnkit run --record-stats`` runs them that way.
+    uses_recorded_stats: bool = False
     validate_model: ModelValidator = _default_validate_model
 
 

@@ -566,9 +566,12 @@ def pgu_unlearn(model: nn.Module, data: UnlearnData, cfg: PguConfig) -> History:
     ``C_r = Σ x xᵀ`` (convs unfolded at stride 1), is obtained either by subtraction, ``C_r = C_full − C_forget``,
     from statistics recorded once after training (:class:`LayerStats`; no retain data needed at deletion time, the
     paper's selling point) with ``C_forget`` computed on the forget set with the current model, or directly from
-    the retain data. Its eigenvectors ``U`` (eigenvalues clamped at 0, descending) give the kept subspace
-    ``U_k``, the top ``k`` directions by the energy rule below. Then, epoch by epoch over the forget set, SGD without
-    momentum minimises ``L = w_conf·mean(−log(1 + δ − p_y)) + w_ent·mean(Σ p log p)`` with
+    the retain data. The training loop records them when asked (``train(..., record_stats=True)``; on the command
+    line ``unlearnkit train --record-stats`` or ``unlearnkit run --record-stats``, stored beside the checkpoint as
+    ``NAME.stats.safetensors``): one pass over the training set with the final weights, right after the last
+    epoch, as the official code does. Its eigenvectors ``U`` (eigenvalues clamped at 0, descending) give the kept
+    subspace ``U_k``, the top ``k`` directions by the energy rule below. Then, epoch by epoch over the forget set,
+    SGD without momentum minimises ``L = w_conf·mean(−log(1 + δ − p_y)) + w_ent·mean(Σ p log p)`` with
 
     .. math:: \tilde G = G - G U_k U_k^\top,\quad W \leftarrow W - \eta_e \tilde G,\quad
               \eta_e = \eta_{start}\,\gamma^e,\ \gamma = (\eta_{end}/\eta_{start})^{1/E},
@@ -799,5 +802,5 @@ register_method(
           "Interference with Gradient Projection, WACV 2024",
     requires_forget=True, requires_retain=False, requires_val=True, requires_forget_classes=False,
     supported_requests={"class", "random", "ids", "subclass"}, supports_distributed=True, gradient_free=False,
-    stochastic=True, touches="weights", validate_model=_validate_model,
+    stochastic=True, touches="weights", uses_recorded_stats=True, validate_model=_validate_model,
 )
