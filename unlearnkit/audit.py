@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,7 +35,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from .checkpoints import atomic_write_text
+from .checkpoints import atomic_write, atomic_write_text
 from .data.base import content_hash
 from .distributed import broadcast_object, is_main_process
 from .errors import ConfigError
@@ -59,15 +57,11 @@ def _halves(n: int, k: int, seed: int) -> list[np.ndarray]:
 
 
 def _save_npz(path: Path, **arrays: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a name
+            np.savez(f, **arrays)
+
+    atomic_write(path, write)
 
 
 def _acc(logits: torch.Tensor, y: torch.Tensor) -> float:

@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,8 @@ from torch import nn
 from .data.base import content_hash
 from .errors import CheckpointError
 
-__all__ = ["ModelCache", "atomic_write_text", "build_from_checkpoint", "load_checkpoint", "package_versions",
-           "save_checkpoint"]
+__all__ = ["ModelCache", "atomic_write", "atomic_write_text", "build_from_checkpoint", "load_checkpoint",
+           "package_versions", "save_checkpoint"]
 
 FORMAT = "unlearnkit.checkpoint/1"
 
@@ -37,20 +38,31 @@ def package_versions() -> dict[str, str]:
             "scikit-learn": sklearn.__version__, "python": platform.python_version()}
 
 
-def atomic_write_text(path: Path | str, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and an atomic rename."""
+def atomic_write(path: Path | str, write: Callable[[str], None]) -> Path:
+    """Create ``path`` atomically: ``write(tmp)`` fills a temporary file in the same folder, which is then renamed
+    into place, so a crash never leaves a half-written file under the final name (the temporary file is removed)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
+
+
+def atomic_write_text(path: Path | str, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file (flushed to disk) and an atomic rename."""
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+
+    atomic_write(path, write)
 
 
 def save_checkpoint(path: Path | str, model: nn.Module, manifest: dict[str, Any]) -> Path:
@@ -63,14 +75,8 @@ def save_checkpoint(path: Path | str, model: nn.Module, manifest: dict[str, Any]
     man.setdefault("versions", package_versions())
     # safetensors refuses shared storage and non-contiguous tensors: clone into plain contiguous tensors.
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata={"manifest": json.dumps(man, sort_keys=True, default=str)})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    header = {"manifest": json.dumps(man, sort_keys=True, default=str)}
+    atomic_write(path, lambda tmp: save_file(state, tmp, metadata=header))
     atomic_write_text(path.with_suffix(".json"), json.dumps(man, indent=2, sort_keys=True, default=str))
     return path
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .api import UnlearnResult, unlearn
-from .checkpoints import ModelCache, build_from_checkpoint, save_checkpoint
+from .checkpoints import ModelCache, atomic_write, build_from_checkpoint, save_checkpoint
 from .data import load_dataset
 from .data.base import DatasetSplits, LabeledDataset
 from .distributed import barrier, broadcast_module_, broadcast_object, is_main_process
@@ -64,18 +63,8 @@ def stats_path(checkpoint: Path) -> Path:
 
 
 def save_stats(path: Path, stats: Any) -> None:
-    """Write ``stats`` (a LayerStats) atomically: a temporary file in the same folder, then a rename."""
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        stats.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``stats`` (a LayerStats) atomically (:func:`~unlearnkit.checkpoints.atomic_write`)."""
+    atomic_write(path, stats.save)
 
 
 @dataclass
