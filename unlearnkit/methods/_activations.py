@@ -179,16 +179,16 @@ def conv_rows(m: nn.Conv2d, x: torch.Tensor, *, stride: ConvStride = "layer", co
     if count is None or count >= total:
         cols = F.unfold(x, (kh, kw), dilation=(dh, dw), stride=(sh, sw))  # (B, d, L), d in (C, kh, kw) order
         return cols.transpose(1, 2).reshape(-1, d)
-    # Gather the chosen patches directly instead of unfolding everything: memory O(count·d), not O(B·L·d).
+    # Gather the chosen patches directly instead of unfolding everything: memory O(count·d), not O(B·L·d). In a
+    # channels-last view every kernel tap of a patch is one contiguous C-vector, so kh·kw row gathers build the
+    # patches (3-4x faster than one element-wise gather); stacking the taps last gives the (C, kh, kw) order.
     idx = torch.randperm(total, generator=generator)[:count].to(x.device)
     L = ho * wo
     bi, pos = idx // L, idx % L
-    oy, ox = pos // wo, pos % wo
-    rows = (oy * sh)[:, None] + torch.arange(kh, device=x.device)[None, :] * dh  # (q, kh)
-    cols_ = (ox * sw)[:, None] + torch.arange(kw, device=x.device)[None, :] * dw  # (q, kw)
-    ch = torch.arange(c, device=x.device)
-    patches = x[bi[:, None, None, None], ch[None, :, None, None], rows[:, None, :, None], cols_[:, None, None, :]]
-    return patches.reshape(idx.shape[0], d)
+    oy, ox = (pos // wo) * sh, (pos % wo) * sw
+    xl = x.permute(0, 2, 3, 1)  # (B, H, W, C), a view
+    taps = [xl[bi, oy + i * dh, ox + j * dw] for i in range(kh) for j in range(kw)]  # kh·kw × (q, C)
+    return torch.stack(taps, dim=2).reshape(idx.shape[0], d)
 
 
 def layer_rows(layer: LayerInfo, x: torch.Tensor, *, stride: ConvStride = "layer", count: int | None = None,
@@ -237,22 +237,30 @@ def _rank_tol(top: float, d: int) -> float:
 
 
 class GramAccumulator:
-    """Exact uncentred Gram matrix ``G = Σ rᵀr`` (float64, ``d×d``) of every row added.
+    """Uncentred Gram matrix ``G = Σ rᵀr`` (float64, ``d×d``) of every row added.
 
-    The rows are cast to float64 before the product, so the Gram matrix of float32 activations is exact up to
-    float64 rounding, which keeps the subtraction ``C_full − C_forget`` of ``pgu`` and the rank tolerance sound.
+    ``exact=True`` (default): the rows are cast to float64 before the product, so the Gram matrix of float32
+    activations is exact up to float64 rounding, which keeps the subtraction ``C_full − C_forget`` of ``pgu`` and
+    the rank tolerance sound. ``exact=False`` multiplies each batch in the rows' own precision (float32 for float32
+    activations, ~2-3x faster) and sums the batch products in float64: relative error ~1e-7 per batch, enough for
+    ``svd``'s subspaces, which are never subtracted.
     """
 
-    def __init__(self, dim: int, device: torch.device | str = "cpu") -> None:
+    def __init__(self, dim: int, device: torch.device | str = "cpu", *, exact: bool = True) -> None:
         self.dim = int(dim)
         self.gram = torch.zeros(self.dim, self.dim, dtype=torch.float64, device=device)
         self.rows = 0
+        self.exact = bool(exact)
 
     def add(self, r: torch.Tensor) -> None:
         if r.shape[0] == 0:
             return
-        r = r.detach().to(torch.float64)
-        self.gram.addmm_(r.T, r)
+        r = r.detach()
+        if self.exact or r.dtype == torch.float64:
+            r = r.to(torch.float64)
+            self.gram.addmm_(r.T, r)
+        else:
+            self.gram += (r.T @ r).to(torch.float64)
         self.rows += int(r.shape[0])
 
     def reduce(self) -> None:
@@ -401,8 +409,8 @@ def _inputs(loader: Iterable) -> Iterator[torch.Tensor]:
 def collect_layer_stats(model: nn.Module, data: Dataset | DataLoader, layers: Sequence[LayerInfo], *,
                         device: torch.device, batch_size: int = 128, stride: ConvStride = "layer",
                         max_rows: int | None = None, generator: torch.Generator | None = None,
-                        dense_max_dim: int | None = None, sketch_rank: int = 1024, progress: bool = False,
-                        desc: str = "layer inputs") -> dict[str, Accumulator]:
+                        dense_max_dim: int | None = None, sketch_rank: int = 1024, exact: bool = True,
+                        progress: bool = False, desc: str = "layer inputs") -> dict[str, Accumulator]:
     """One forward pass over ``data`` under ``torch.no_grad``, accumulating every layer's input statistics.
 
     The model's train/eval state is the caller's choice (``svd`` uses eval; ``pgu`` eval with Dropout in train
@@ -421,6 +429,8 @@ def collect_layer_stats(model: nn.Module, data: Dataset | DataLoader, layers: Se
         generator: Generator of the row subsampling (seeded by the caller).
         dense_max_dim: Layers with ``d`` above this use a :class:`SketchAccumulator`; None: always exact Gram.
         sketch_rank: Rank cap of the sketches.
+        exact: Gram products in float64 (True) or in the activations' precision, summed in float64
+            (:class:`GramAccumulator`).
         progress: Show a progress bar.
         desc: Its label.
 
@@ -439,7 +449,7 @@ def collect_layer_stats(model: nn.Module, data: Dataset | DataLoader, layers: Se
         if dense_max_dim is not None and layer.dim > dense_max_dim:
             accs[layer.name] = SketchAccumulator(layer.dim, sketch_rank, device)
         else:
-            accs[layer.name] = GramAccumulator(layer.dim, device)
+            accs[layer.name] = GramAccumulator(layer.dim, device, exact=exact)
 
     state = {"seen": 0, "batch": 0}
 

@@ -244,7 +244,8 @@ def _layer_spaces(model: nn.Module, data: UnlearnData, cfg: SvdConfig) -> tuple[
     retain_ds, forget_ds = _select_samples(data, cfg)
     g = make_generator(loader_seed(cfg.seed, _SALT_PATCHES))
     kw = dict(device=data.device, batch_size=cfg.batch_size, stride="layer", max_rows=cfg.max_patches,
-              generator=g, dense_max_dim=cfg.dense_max_dim, sketch_rank=cfg.sketch_rank, progress=data.progress)
+              generator=g, dense_max_dim=cfg.dense_max_dim, sketch_rank=cfg.sketch_rank, exact=False,
+              progress=data.progress)
     factors: dict[str, list[torch.Tensor]] = {}
     for which, ds in (("retain", retain_ds), ("forget", forget_ds)):
         accs = collect_layer_stats(model, ds, layers, desc=f"svd {which} activations", **kw)  # type: ignore[arg-type]
@@ -411,10 +412,12 @@ def svd_unlearn(model: nn.Module, data: UnlearnData, cfg: SvdConfig) -> History:
 
     **Deviations from the paper / official code, and official-code bugs fixed** (spec §4):
 
-    * Statistics are streamed: each layer accumulates the Gram matrix ``Σ rᵀr`` (float64) batch by batch and its
-      eigen-decomposition gives exactly the SVD's ``U`` and ``s²``; for layers with ``d > dense_max_dim`` (2048) a
-      streaming rank-capped SVD (``sketch_rank`` = 1024, exact while the rank stays below it, total energy always
-      exact) replaces the ``d×d`` Gram matrix. Memory therefore does not grow with the number of samples.
+    * Statistics are streamed: each layer accumulates the Gram matrix ``Σ rᵀr`` batch by batch (each batch's
+      product in the activations' precision, float32 for float32 models, summed in float64) and its
+      eigen-decomposition gives the SVD's ``U`` and ``s²`` (exactly, up to that rounding); for layers with
+      ``d > dense_max_dim`` (2048) a streaming rank-capped SVD (``sketch_rank`` = 1024, exact while the rank
+      stays below it, total energy always exact) replaces the ``d×d`` Gram matrix. Memory therefore does not
+      grow with the number of samples.
     * Patch sampling: instead of master's one random ``3k×3k`` crop shared by the batch (whose zero padding at the
       crop border creates patches absent from the real map, and whose offsets mix up width and height,
       spec §4.3), ``max_patches`` patches are drawn uniformly over all positions of all images, as the legacy
