@@ -30,7 +30,7 @@ from .methods.base import MethodSpec, UnlearnConfig, get_method
 from .models import build_model
 from .presets import method_overrides, train_recipe
 from .requests import ForgetRequest, ForgetSplit
-from .training import TrainRecipe, train
+from .training import TrainRecipe, record_layer_stats, train
 
 __all__ = ["Experiment", "TrainedModel", "build_config", "code_fingerprint", "parse_overrides"]
 
@@ -255,7 +255,7 @@ class Experiment:
                 ok = False
         if not broadcast_object(ok if is_main_process() else None):
             t0 = time.perf_counter()
-            st = LayerStats.from_loader(tm.model, data, device=self.device, seed=int(seed), progress=self.progress)
+            st = record_layer_stats(tm.model, data, seed=seed, device=self.device, progress=self.progress)
             if is_main_process():
                 save_stats(path, st)
             barrier()

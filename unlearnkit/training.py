@@ -198,13 +198,20 @@ def train(model: nn.Module, dataset: Dataset, *, recipe: TrainRecipe | None = No
     model.eval()
     log = TrainLog(losses=losses, epoch_losses=epoch_losses, seconds=time.perf_counter() - t0)
     if record_stats:
-        from .methods.pgu import LayerStats
-
         t1 = time.perf_counter()
-        log.stats = LayerStats.from_loader(model, dataset, device=dev, seed=int(seed),
-                                           progress=progress and is_main_process())
+        log.stats = record_layer_stats(model, dataset, seed=seed, device=dev, progress=progress)
         log.stats_seconds = time.perf_counter() - t1
     return log
+
+
+def record_layer_stats(model: nn.Module, dataset: Dataset, *, seed: int = 0, device: torch.device | str | None = None,
+                       progress: bool = False) -> Any:
+    """``pgu``'s layer statistics of a trained ``model`` over its training ``dataset`` (C_full): the pass that
+    ``train(..., record_stats=True)`` makes after its last epoch, also used for a cached model that lacks them."""
+    from .methods.pgu import LayerStats
+
+    return LayerStats.from_loader(model, dataset, device=device, seed=int(seed),
+                                  progress=progress and is_main_process())
 
 
 @torch.no_grad()
