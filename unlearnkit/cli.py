@@ -327,8 +327,10 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .checkpoints import save_checkpoint
-    from .pipeline import save_stats, stats_path
+    import shutil
+
+    from .checkpoints import atomic_write, save_checkpoint
+    from .pipeline import stats_path
 
     exp = _experiment(args)
     if args.forget:
@@ -338,10 +340,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         tm = exp.original(args.seed)
     if args.out:
         save_checkpoint(args.out, tm.model, tm.manifest)
-        if tm.stats_path is not None:
-            from .methods.pgu import LayerStats
-
-            save_stats(stats_path(Path(args.out)), LayerStats.load(tm.stats_path))
+        if tm.stats_path is not None:  # the cached file as it is, copied atomically beside --out
+            atomic_write(stats_path(Path(args.out)), lambda tmp: shutil.copyfile(tm.stats_path, tmp))
     acc = _quick_acc(tm.model, exp)
     _console().print(f"{tm.manifest['role']} model: test acc {acc:.1f}%  checkpoint: {args.out or tm.path}"
                      + ("  (reused from cache)" if tm.reused else "")
