@@ -16,8 +16,10 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# One torch thread per process unless THREADS=N (or OMP_NUM_THREADS) says otherwise: see `unlearnkit run --help`.
+THREADS ?=
 run: $(STAMP)
-	$(BIN)/unlearnkit run
+	$(BIN)/unlearnkit run $(if $(THREADS),--threads $(THREADS))
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

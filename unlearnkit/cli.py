@@ -77,7 +77,8 @@ def _run_info(args: argparse.Namespace, exp: Any) -> dict[str, Any]:
     from .checkpoints import package_versions
 
     return {"command": "unlearnkit " + " ".join(sys.argv[1:]), "git": _git_info(), "versions": package_versions(),
-            "device": str(exp.device), "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+            "device": str(exp.device), "torch_threads": torch.get_num_threads(), "threads_source": _THREADS[1],
+            "cpu_count": os.cpu_count(),
             "platform": platform.platform(), "dataset": exp.splits.manifest, "model": exp.model_spec(),
             "recipe": exp.recipe.to_dict(), "seeds": args.seeds, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
@@ -482,7 +483,44 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="where trained models are cached (env UNLEARNKIT_CACHE; default .unlearnkit_cache)")
     p.add_argument("--epochs", type=int, default=None,
                    help="override the training recipe's epochs (originals, references, shadows)")
+    p.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                   help="torch intra-op threads per process (default: OMP_NUM_THREADS if set, else 1; more than "
+                        "one thread on a shared or small machine can be 10-20x slower, and the thread count "
+                        "changes the trained weights, so it is part of the model cache key)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or log lines")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def set_threads(threads: int | None) -> tuple[int, str]:
+    """Set torch's intra-op thread count for this process; returns ``(threads, source)``.
+
+    ``threads`` (``--threads N``) wins; else ``OMP_NUM_THREADS`` when the user set it (torch already honours it);
+    else one thread. One thread per process is the safe default: on a 2-core machine shared with other jobs, two
+    torch threads ran 10-20x slower than one (spinning threads fight over the cores), and several processes each
+    with as many threads as cores oversubscribe any machine.
+    """
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+        return int(threads), "--threads"
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env:
+        return torch.get_num_threads(), "OMP_NUM_THREADS"
+    torch.set_num_threads(1)
+    return 1, "default"
+
+
+_THREADS: tuple[int, str] = (0, "unset")
 
 
 def _cuda() -> bool:
@@ -588,6 +626,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.device = str(dist_device)
     if not is_main_process() and hasattr(args, "quiet"):
         args.quiet = True  # rank 0 alone prints, writes results and reports
+    global _THREADS
+    _THREADS = set_threads(getattr(args, "threads", None))
     try:
         return int(args.fn(args) or 0)
     except UnlearnError as e:

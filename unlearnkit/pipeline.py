@@ -207,8 +207,11 @@ class Experiment:
         return self._arch
 
     def _trained(self, role: str, seed: int, data: LabeledDataset, extra: dict[str, Any]) -> TrainedModel:
+        # The CPU thread count changes the order of floating-point sums, hence the weights: it is part of the key.
+        threads = torch.get_num_threads() if self.device.type == "cpu" else None
         key = self.cache.key(role=role, dataset=self.splits.hash, model=self.model_spec(), arch=self.arch_signature(),
-                             recipe=self.recipe.to_dict(), seed=int(seed), code=TRAINING_CODE_VERSION, **extra)
+                             recipe=self.recipe.to_dict(), seed=int(seed), code=TRAINING_CODE_VERSION,
+                             threads=threads, **extra)
         # Rank 0 decides whether the cache holds the model, so all ranks take the same branch (a collective
         # training run on some ranks only would hang); others receive rank 0's weights if their disk lacks it.
         record = self.record_stats and role == "original"
@@ -230,7 +233,7 @@ class Experiment:
         tlog = train(model, data, recipe=self.recipe, seed=seed, device=self.device, progress=self.progress,
                      desc=f"{role} s{seed}", record_stats=record)
         man = {"role": role, "dataset": self.splits.manifest, "model": self.model_spec(),
-               "recipe": self.recipe.to_dict(), "seed": int(seed), "train_seconds": tlog.seconds,
+               "recipe": self.recipe.to_dict(), "seed": int(seed), "train_seconds": tlog.seconds, "threads": threads,
                "final_train_loss": tlog.epoch_losses[-1] if tlog.epoch_losses else None, **extra}
         path = self.cache.path(key)
         if is_main_process():
