@@ -10,12 +10,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
 from .distributed import broadcast_module_, is_distributed
-from .errors import DataError, IncompatibleModelError, UnsupportedRequestError
+from .errors import DataError, DivergedError, IncompatibleModelError, UnsupportedRequestError
 from .methods.base import History, MethodSpec, UnlearnConfig, UnlearnData, default_loss, method_for_config
 
 __all__ = ["UnlearnResult", "unlearn"]
@@ -43,71 +44,206 @@ class UnlearnResult:
     peak_memory_mb: float = 0.0
 
 
-def _dataset_tensors(loader: DataLoader | None) -> tuple[torch.Tensor | None, torch.Tensor | None, Any]:
-    ds = getattr(loader, "dataset", None)
-    return getattr(ds, "x", None), getattr(ds, "y", None), getattr(ds, "ids", None)
+# ---------------------------------------------------------------------------------------------------------------
+# input validation through the Dataset protocol
+# ---------------------------------------------------------------------------------------------------------------
+
+#: Examples read from a dataset that is not backed by tensors (a custom ``Dataset``) when checking it: all of them
+#: up to this many, else a seeded random sample of this many (the check is then a bounded one, not a proof).
+SCAN_LIMIT = 2048
 
 
-def _check_loader(name: str, loader: DataLoader | None, num_classes: int | None) -> None:
-    if loader is None:
-        return
+@dataclass
+class _Scan:
+    """What the checks saw of one loader's dataset: the scanned rows, and how they can be compared with another's."""
+
+    name: str
+    n: int | None
+    x: torch.Tensor | None  # scanned inputs, stacked (None when items differ in shape or the dataset is iterable)
+    y: torch.Tensor | None  # scanned labels
+    ids: torch.Tensor | None  # ids of the scanned rows in ``space`` (None: compare content instead)
+    space: Any  # id space: rows with equal ids in one space are the same example
+    full: bool  # every row was scanned
+
+
+def _tensor_view(ds: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, Any] | None:
+    """(x, y, ids, id space) of a tensor-backed dataset: LabeledDataset, TensorDataset, or a Subset of one."""
+    from torch.utils.data import Subset, TensorDataset
+
+    from .data.base import LabeledDataset
+
+    if isinstance(ds, LabeledDataset):
+        return ds.x, ds.y, ds.ids, ds.id_space
+    if isinstance(ds, TensorDataset) and len(ds.tensors) >= 2:
+        return ds.tensors[0], ds.tensors[1], torch.arange(len(ds.tensors[0])), ds
+    if isinstance(ds, Subset):
+        inner = _tensor_view(ds.dataset)
+        if inner is not None:
+            idx = torch.as_tensor(list(ds.indices), dtype=torch.long)
+            x, y, ids, space = inner
+            return x[idx], y[idx], None if ids is None else ids[idx], space
+    return None
+
+
+def _scan(name: str, loader: DataLoader) -> _Scan:
+    """Read ``loader.dataset`` through the Dataset protocol (tensors directly when it has them) and check what can
+    be checked without the model: emptiness, NaN/Inf inputs, label type and shape."""
     if not isinstance(loader, DataLoader):
         raise DataError(f"{name} must be a torch DataLoader (or None), got {type(loader).__name__}")
+    ds = loader.dataset
     try:
-        n = len(loader.dataset)  # type: ignore[arg-type]
+        n: int | None = len(ds)  # type: ignore[arg-type]
     except TypeError:
         n = None
     if n == 0:
         raise DataError(f"the {name} set is empty: pass at least one example, or {name}=None if the method "
                         "does not need it")
-    x, y, _ = _dataset_tensors(loader)
-    if x is not None and x.is_floating_point() and not torch.isfinite(x).all():
-        raise DataError(f"the {name} set contains NaN or Inf inputs: clean or drop those rows first")
-    if y is not None and num_classes is not None and len(y) and (int(y.min()) < 0 or int(y.max()) >= num_classes):
-        raise DataError(f"{name} labels must lie in [0, {num_classes - 1}], got range "
-                        f"[{int(y.min())}, {int(y.max())}]")
+    view = _tensor_view(ds)
+    if view is not None:
+        x, y, ids, space = view
+        sc = _Scan(name, n, x, y, ids, space, full=True)
+    elif n is None or not hasattr(ds, "__getitem__"):
+        return _Scan(name, n, None, None, None, None, full=False)  # an iterable dataset is not scanned
+    else:
+        if n <= SCAN_LIMIT:
+            rows = list(range(n))
+        else:
+            rows = sorted(int(i) for i in torch.randperm(n, generator=torch.Generator().manual_seed(0))[:SCAN_LIMIT])
+        xs, ys = [], []
+        for i in rows:
+            try:
+                item = ds[i]
+            except Exception as e:  # a user's __getitem__ may raise anything
+                raise DataError(f"reading {name}.dataset[{i}] failed ({type(e).__name__}: {e}); items must be "
+                                "(input, label) pairs") from None
+            if not isinstance(item, (tuple, list)) or len(item) < 2:
+                raise DataError(f"{name}.dataset[{i}] is a {type(item).__name__}, not an (input, label) pair")
+            xs.append(torch.as_tensor(item[0]))
+            ys.append(torch.as_tensor(item[1]))
+        same = all(t.shape == xs[0].shape for t in xs)
+        x = torch.stack(xs) if same else None
+        for t in ([] if same else xs):
+            _check_finite(name, t)
+        try:
+            y = torch.stack(ys)
+        except RuntimeError:
+            raise DataError(f"{name} labels must be one class id per example; got labels of shapes "
+                            f"{sorted({tuple(t.shape) for t in ys})}") from None
+        sc = _Scan(name, n, x, y, torch.as_tensor(rows), ds, full=len(rows) == n)
+    if sc.x is not None:
+        _check_finite(name, sc.x)
+    if sc.y is not None and sc.y.ndim != 1:
+        raise DataError(f"{name} labels must be one class id per example (shape (N,)), got shape "
+                        f"{tuple(sc.y.shape)}")
+    return sc
 
 
-def _check_overlap(forget: DataLoader | None, retain: DataLoader | None) -> None:
-    if forget is None or retain is None:
+def _check_finite(name: str, x: torch.Tensor) -> None:
+    if x.is_floating_point() or x.is_complex():
+        bad = ~torch.isfinite(x.reshape(len(x), -1) if x.ndim else x.reshape(1, 1)).all(dim=1)
+        if bool(bad.any()):
+            raise DataError(f"the {name} set contains NaN or Inf inputs ({int(bad.sum())} examples, the first at "
+                            f"position {int(bad.nonzero()[0])}): clean or drop those rows first")
+
+
+def _check_labels(sc: _Scan, num_classes: int) -> None:
+    y = sc.y
+    if y is None or not len(y):
         return
-    fds, rds = forget.dataset, retain.dataset
-    if fds is rds:
+    if y.is_floating_point() or y.dtype == torch.bool:
+        if y.dtype == torch.bool or not bool((y == y.round()).all()):
+            raise DataError(f"{sc.name} labels must be integer class ids in [0, {num_classes - 1}], got {y.dtype} "
+                            "values")
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0 or hi >= num_classes:
+        where = "" if sc.full else f" (in a seeded sample of {len(y)} of its {sc.n} examples)"
+        raise DataError(f"{sc.name} labels must lie in [0, {num_classes - 1}] (the model has {num_classes} "
+                        f"outputs), got range [{lo}, {hi}]{where}")
+
+
+def _row_keys(x: torch.Tensor, y: torch.Tensor | None, chunk: int = 1024) -> np.ndarray:
+    """A 64-bit key per row of (input, label), equal for equal rows: a fixed random linear map of the row's bytes
+    (as float64 words) modulo 2**64. Matches are confirmed exactly by the caller."""
+    flat = x.reshape(len(x), -1)
+    rng = np.random.default_rng(0x0DD5)
+    coef = rng.integers(1, 2**63, size=flat.shape[1] + 1, dtype=np.uint64) | np.uint64(1)
+    keys = np.empty(len(x), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for s in range(0, len(x), chunk):
+            w = flat[s:s + chunk].detach().cpu().double().contiguous().numpy().view(np.uint64)
+            k = (w * coef[:-1]).sum(axis=1, dtype=np.uint64)
+            if y is not None:
+                k = k + y[s:s + chunk].detach().cpu().long().numpy().astype(np.uint64) * coef[-1]
+            keys[s:s + chunk] = k
+    return keys
+
+
+def _check_overlap(f: _Scan | None, r: _Scan | None, forget: DataLoader | None, retain: DataLoader | None) -> None:
+    """Refuse a forget set that shares examples with the retain set.
+
+    Ids are compared when both sets come from one id space (subsets of one dataset, or ids given explicitly);
+    otherwise the content is: a forget example whose input and label equal a retain example's is an overlap. The
+    comparison covers the scanned rows (every row of tensor-backed datasets; up to ``SCAN_LIMIT`` of others).
+    """
+    if f is None or r is None or forget is None or retain is None:
+        return
+    if forget.dataset is retain.dataset:
         raise DataError("forget and retain are the same dataset: the retain set must exclude the forget set")
-    _, _, fids = _dataset_tensors(forget)
-    _, _, rids = _dataset_tensors(retain)
-    if isinstance(fids, torch.Tensor) and isinstance(rids, torch.Tensor):
-        both = torch.isin(fids, rids)
+    if f.ids is not None and r.ids is not None and f.space is r.space:
+        both = torch.isin(f.ids, r.ids)
         if bool(both.any()):
-            ex = fids[both][:5].tolist()
+            ex = f.ids[both][:5].tolist()
             raise DataError(f"{int(both.sum())} examples are in both the forget and the retain set (ids {ex}...): "
                             "remove the forget examples from the retain set")
+        return
+    if f.x is None or r.x is None or f.x.shape[1:] != r.x.shape[1:]:
+        return  # different input shapes: the shape probe reports it
+    fk, rk = _row_keys(f.x, f.y), _row_keys(r.x, r.y)
+    cand = np.flatnonzero(np.isin(fk, rk))
+    if not len(cand):
+        return
+    where: dict[int, list[int]] = {}
+    for j, k in enumerate(rk.tolist()):
+        where.setdefault(k, []).append(j)
+    hits = [i for i in cand.tolist() if any(torch.equal(f.x[i], r.x[j]) and (f.y is None or r.y is None or
+                                                                             int(f.y[i]) == int(r.y[j]))
+                                            for j in where[int(fk[i])])]
+    if hits:
+        sampled = "" if f.full and r.full else " (found in the scanned sample)"
+        pos = [int(f.ids[i]) for i in hits[:5]] if f.ids is not None else hits[:5]
+        raise DataError(f"{len(hits)} forget examples also appear in the retain set with identical inputs and "
+                        f"labels{sampled} (forget ids {pos}): remove them from the retain set, or pass "
+                        "LabeledDatasets with explicit ids if equal rows are distinct examples")
 
 
 def _probe_shapes(model: nn.Module, loaders: Iterable[tuple[str, DataLoader | None]], num_classes: int | None,
-                  device: torch.device) -> None:
-    """One forward pass on a single example of each loader: catches shape mismatches before any heavy work."""
+                  device: torch.device) -> int | None:
+    """One forward pass on a single example of each loader: catches shape mismatches before any heavy work.
+    Returns the number of logits the model outputs (None if no loader could be probed)."""
     was = model.training
     model.eval()
+    width = None
     try:
         with torch.no_grad():
             for name, loader in loaders:
-                if loader is None:
+                if loader is None or not hasattr(loader.dataset, "__getitem__"):
                     continue
-                ds = loader.dataset
-                x0 = ds[0][0].unsqueeze(0).to(device)  # type: ignore[index]
+                x0 = torch.as_tensor(loader.dataset[0][0]).unsqueeze(0).to(device)  # type: ignore[index]
                 try:
                     out = model(x0)
-                except RuntimeError as e:
+                except (RuntimeError, ValueError, TypeError, IndexError) as e:
+                    msg = (str(e).splitlines() or [type(e).__name__])[0]
                     raise DataError(f"the model cannot take the {name} inputs of shape {tuple(x0.shape[1:])}: "
-                                    f"{str(e).splitlines()[0]}") from None
+                                    f"{msg}") from None
                 if not isinstance(out, torch.Tensor) or out.ndim != 2:
                     raise IncompatibleModelError("the model must map a batch to logits of shape "
                                                  f"(batch, classes); got {getattr(out, 'shape', type(out))}")
                 if num_classes is not None and out.shape[1] != num_classes:
                     raise DataError(f"the model outputs {out.shape[1]} logits but num_classes={num_classes}")
+                width = int(out.shape[1])
     finally:
         model.train(was)
+    return width
 
 
 _WARM = False
@@ -225,7 +361,8 @@ def unlearn(model: nn.Module, *, forget: DataLoader | None, retain: DataLoader |
         config: a method config, e.g. ``unlearnkit.FinetuneConfig(epochs=2)``; its type selects the method.
         val: held-out data from the training distribution (never the test set), for methods that need it.
         forget_classes: the forgotten class ids for class-wise requests (required by class-only methods).
-        num_classes: number of classes; inferred from a forward pass when omitted.
+        num_classes: number of classes; inferred from the model's output width (one forward pass) when omitted.
+            Labels are checked against it when it is given or the default loss is used.
         loss_fn: ``loss_fn(logits, y, reduction=...)``; cross-entropy by default.
         stats: training-time statistics a method may use (``pgu``'s recorded Gram matrices).
         device: where to run; by default where the model's parameters are. The model is moved there only
@@ -244,9 +381,14 @@ def unlearn(model: nn.Module, *, forget: DataLoader | None, retain: DataLoader |
     Raises:
         ConfigError: the config is not a registered method's config.
         DataError: an empty forget set, NaN inputs, overlapping forget/retain sets, labels out of range, or
-            inputs the model cannot take.
+            inputs the model cannot take. Checked for any map-style ``Dataset`` before any heavy work:
+            ``LabeledDataset``, ``TensorDataset`` and ``Subset`` of them in full (their tensors are read
+            directly); any other dataset through ``__getitem__``, every item up to ``SCAN_LIMIT`` (2048) items,
+            else a seeded random sample of that many (a bounded check, not a proof). Overlap compares ids when both
+            sets share an id space (subsets of one dataset, or explicit ``ids``), else the inputs and labels.
         UnsupportedRequestError: the method needs data or class ids that were not given.
         IncompatibleModelError: the model lacks what the method needs.
+        DivergedError: the method left NaN/Inf weights (``err.result`` holds the result).
     """
     spec: MethodSpec = method_for_config(config)
     classes = tuple(sorted({int(c) for c in forget_classes})) if forget_classes is not None else None
@@ -264,11 +406,17 @@ def unlearn(model: nn.Module, *, forget: DataLoader | None, retain: DataLoader |
                                       "it cannot serve random-subset requests")
     if forget is None and not classes:
         raise DataError("nothing to forget: pass forget=DataLoader and/or forget_classes")
+    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
+                                    or num_classes < 1):
+        raise DataError(f"num_classes must be a positive int, got {num_classes!r}")
     if classes and num_classes is not None and (classes[0] < 0 or classes[-1] >= num_classes):
         raise DataError(f"forget_classes {list(classes)} out of range: valid classes are 0..{num_classes - 1}")
-    for name, loader in (("forget", forget), ("retain", retain), ("val", val)):
-        _check_loader(name, loader, num_classes)
-    _check_overlap(forget, retain)
+    scans = {name: _scan(name, loader) for name, loader in (("forget", forget), ("retain", retain), ("val", val))
+             if loader is not None}
+    if num_classes is not None:
+        for sc in scans.values():
+            _check_labels(sc, num_classes)
+    _check_overlap(scans.get("forget"), scans.get("retain"), forget, retain)
     problems = spec.validate_model(model)
     if problems:
         raise problems[0]
@@ -277,17 +425,17 @@ def unlearn(model: nn.Module, *, forget: DataLoader | None, retain: DataLoader |
     work = model if inplace else copy.deepcopy(model)
     if device is not None:
         work.to(dev)
-    _probe_shapes(work, (("forget", forget), ("retain", retain)), num_classes, dev)
+    width = _probe_shapes(work, (("forget", forget), ("retain", retain), ("val", val)), num_classes, dev)
+    given = num_classes is not None
     if num_classes is None:
-        probe = forget or retain
-        if probe is not None:
-            with torch.no_grad():
-                was = work.training
-                work.eval()
-                num_classes = int(work(probe.dataset[0][0].unsqueeze(0).to(dev)).shape[1])  # type: ignore[index]
-                work.train(was)
-    if classes and num_classes is not None and classes[-1] >= num_classes:
-        raise DataError(f"forget_classes {list(classes)} out of range: valid classes are 0..{num_classes - 1}")
+        num_classes = width
+    if classes and num_classes is not None and (classes[0] < 0 or classes[-1] >= num_classes):
+        raise DataError(f"forget_classes {list(classes)} out of range: valid classes are 0..{num_classes - 1} "
+                        f"(the model has {num_classes} outputs)")
+    if num_classes is not None and not given and loss_fn is None:
+        # With the default cross-entropy a label outside the model's outputs would fail deep inside the method.
+        for sc in scans.values():
+            _check_labels(sc, num_classes)
 
     data = UnlearnData(forget=forget, retain=retain, val=val, forget_classes=classes, num_classes=num_classes,
                        device=dev, loss_fn=loss_fn or default_loss, stats=stats, progress=progress)
@@ -315,5 +463,13 @@ def unlearn(model: nn.Module, *, forget: DataLoader | None, retain: DataLoader |
             torch.cuda.synchronize(dev)
         seconds = time.perf_counter() - t0
     work.eval()
-    return UnlearnResult(model=work, method=spec.name, config=config.to_dict(), history=dict(history),
-                         seconds=seconds, peak_memory_mb=max(mem.peak_mb, 0.0))
+    result = UnlearnResult(model=work, method=spec.name, config=config.to_dict(), history=dict(history),
+                           seconds=seconds, peak_memory_mb=max(mem.peak_mb, 0.0))
+    bad = [k for k, v in work.state_dict().items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise DivergedError(f"{spec.name} left non-finite (NaN/Inf) values in {bad[0]}"
+                            + (f" and {len(bad) - 1} more tensors" if len(bad) > 1 else "")
+                            + ": the run diverged; lower the learning rate or the number of steps (the error's "
+                            "`result` holds the model" + (", which is the caller's own: inplace=True)" if inplace
+                                                          else ")"), result)
+    return result

@@ -10,6 +10,7 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "DataError",
+    "DivergedError",
     "IncompatibleModelError",
     "RequestError",
     "UnlearnError",
@@ -48,3 +49,12 @@ class IncompatibleModelError(UnlearnError, ValueError):
 
 class CheckpointError(UnlearnError, ValueError):
     """A checkpoint is missing, corrupt, or does not match its manifest."""
+
+
+class DivergedError(UnlearnError, FloatingPointError):
+    """A method left the model with NaN or Inf weights (e.g. a learning rate far too large); ``result`` holds the
+    :class:`~unlearnkit.UnlearnResult` for inspection."""
+
+    def __init__(self, message: str, result: object = None) -> None:
+        super().__init__(message)
+        self.result = result

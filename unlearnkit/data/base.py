@@ -14,25 +14,35 @@ from torch.utils.data import Dataset
 
 from ..errors import DataError
 
-__all__ = ["DatasetSplits", "LabeledDataset", "content_hash"]
+__all__ = ["USER_ID_SPACE", "DatasetSplits", "LabeledDataset", "content_hash"]
+
+#: The id space of ids passed explicitly to :class:`LabeledDataset`: comparable across datasets.
+USER_ID_SPACE = "user"
 
 
 class LabeledDataset(Dataset):
     """Inputs ``x`` (float tensor, N×…), labels ``y`` (int64, N), optional sub-labels and stable example ids.
 
     ``ids`` are the examples' indices in the split they come from (the training set for forget/retain subsets),
-    so overlap between two subsets can be checked and requests can name examples by index.
-    Items are ``(x[i], y[i])``.
+    so overlap between two subsets can be checked. Ids are compared only within one *id space*: a dataset built
+    without ``ids`` starts its own space, and its :meth:`subset` calls share it; ids given explicitly belong to one
+    shared user space (the caller vouches that equal ids mean the same example). ``source_ids`` (optional, one per
+    row) name the examples in the user's own terms (CSV data row or id column, image file path, CIFAR position):
+    see :func:`unlearnkit.data.resolve_user_ids`. Items are ``(x[i], y[i])``.
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, sub: torch.Tensor | None = None,
-                 ids: torch.Tensor | None = None) -> None:
+                 ids: torch.Tensor | None = None, source_ids: Sequence[Any] | np.ndarray | None = None) -> None:
         if x.shape[0] != y.shape[0]:
             raise DataError(f"x has {x.shape[0]} rows but y has {y.shape[0]} labels; they must match")
         self.x = x.float() if not x.is_floating_point() else x
         self.y = y.long()
         self.sub = sub.long() if sub is not None else None
         self.ids = ids.long() if ids is not None else torch.arange(x.shape[0])
+        self.id_space: Any = USER_ID_SPACE if ids is not None else object()
+        if source_ids is not None and len(source_ids) != x.shape[0]:
+            raise DataError(f"source_ids has {len(source_ids)} entries but x has {x.shape[0]} rows")
+        self.source_ids = None if source_ids is None else np.asarray(source_ids)
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
@@ -41,9 +51,14 @@ class LabeledDataset(Dataset):
         return self.x[i], self.y[i]
 
     def subset(self, idx: Sequence[int] | torch.Tensor | np.ndarray) -> LabeledDataset:
-        """The rows at positions ``idx`` (ids are carried over, so subsets of subsets keep original ids)."""
-        t = torch.as_tensor(np.asarray(idx, dtype=np.int64))
-        return LabeledDataset(self.x[t], self.y[t], None if self.sub is None else self.sub[t], self.ids[t])
+        """The rows at positions ``idx`` (ids, their id space and source ids are carried over, so subsets of
+        subsets keep the original ids)."""
+        a = np.asarray(idx, dtype=np.int64)
+        t = torch.as_tensor(a)
+        out = LabeledDataset(self.x[t], self.y[t], None if self.sub is None else self.sub[t], self.ids[t],
+                             None if self.source_ids is None else self.source_ids[a])
+        out.id_space = self.id_space
+        return out
 
     @property
     def input_shape(self) -> tuple[int, ...]:
