@@ -149,7 +149,9 @@ def _experiment(args: argparse.Namespace):  # noqa: ANN202
         recipe = dataclasses.replace(train_recipe(args.dataset, model), epochs=args.epochs)
     return Experiment(args.dataset, args.model, recipe=recipe, data_seed=args.data_seed, cache_dir=args.cache_dir,
                       device=args.device, progress=not args.quiet and sys.stderr.isatty(), log=log,
-                      label_column=args.label_column, record_stats=getattr(args, "record_stats", False))
+                      label_column=args.label_column, record_stats=getattr(args, "record_stats", False),
+                      data_options={k: v for k, v in (("header", args.header), ("id_column", args.id_column))
+                                    if v is not None})
 
 
 def _record(method: str, request: str, seed: int, metrics: dict[str, Any], config: dict[str, Any] | None = None,
@@ -477,6 +479,11 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="digits | shapes[:N] | cifar10:PATH | cifar100:PATH | folder:PATH | csv:PATH (default digits)")
     p.add_argument("--model", default=None, help="mlp | cnn | resnet18 | vit (default: cnn for images)")
     p.add_argument("--label-column", default=None, help="label column of a csv: dataset (name or index; default last)")
+    p.add_argument("--header", action=argparse.BooleanOptionalAction, default=None,
+                   help="csv: whether the first row is a header (default: detected)")
+    p.add_argument("--id-column", default=None,
+                   help="csv: column of unique example ids that ids:PATH requests name (name or index; not a "
+                        "feature); default: data row numbers from 0")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the train/val/test split (default 0)")
     p.add_argument("--device", default="cuda" if _cuda() else "cpu", help="cpu or cuda (default: cuda if available)")
     p.add_argument("--cache-dir", default=os.environ.get("UNLEARNKIT_CACHE", ".unlearnkit_cache"),

@@ -154,7 +154,8 @@ class Experiment:
     def __init__(self, dataset: str = "digits", model: str | None = None, *, model_kwargs: dict[str, Any] | None = None,
                  recipe: TrainRecipe | None = None, data_seed: int = 0, cache_dir: Path | str = ".unlearnkit_cache",
                  device: str | torch.device = "cpu", progress: bool = True, log: Log = print,
-                 label_column: str | None = None, record_stats: bool = False) -> None:
+                 label_column: str | None = None, record_stats: bool = False,
+                 data_options: dict[str, Any] | None = None) -> None:
         from .presets import DEFAULT_MODEL
 
         self.dataset_spec = dataset
@@ -167,6 +168,7 @@ class Experiment:
         self.progress = progress
         self.log = log
         self.label_column = label_column
+        self.data_options = dict(data_options or {})  # more load_dataset options (csv: header, id_column)
         # Originals get pgu's layer statistics (C_full) recorded by the training loop and stored beside the checkpoint.
         self.record_stats = bool(record_stats)
         self._splits: DatasetSplits | None = None
@@ -176,13 +178,15 @@ class Experiment:
     @property
     def splits(self) -> DatasetSplits:
         if self._splits is None:
-            self._splits = load_dataset(self.dataset_spec, seed=self.data_seed, label_column=self.label_column)
+            self._splits = load_dataset(self.dataset_spec, seed=self.data_seed, label_column=self.label_column,
+                                        **self.data_options)
         return self._splits
 
     def resolve(self, request: str | ForgetRequest, seed: int) -> ForgetSplit:
         req = ForgetRequest.parse(request) if isinstance(request, str) else request
         s = self.splits
-        return req.resolve(s.train, class_names=s.class_names, seed=seed, sub_names=s.sub_names)
+        return req.resolve(s.train, class_names=s.class_names, seed=seed, sub_names=s.sub_names,
+                           held_out={"val": s.val, "test": s.test})
 
     # --- models ----------------------------------------------------------------------------------------------------
     def model_spec(self) -> dict[str, Any]:

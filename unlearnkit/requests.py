@@ -6,7 +6,9 @@ Syntax (CLI and :meth:`ForgetRequest.parse`):
 ``class:3``            every training example of class 3 (a class name works too: ``class:circle``)
 ``class:3,7``          several classes at once
 ``random:0.1``         a uniformly random 10% of the training set, drawn from the request seed
-``ids:PATH``           the training-set indices listed in a text file (whitespace/comma separated)
+``ids:PATH``           the examples whose ids a text file lists, one per line: the user's own ids (CSV data row or id
+                       column, image file path, CIFAR position; :mod:`unlearnkit.data.ids`), never positions in
+                       the hashed training split
 ``subclass:3/0``       sub-class 0 of class 3, for datasets with sub-labels (names work: ``subclass:circle/filled``)
 =====================  ================================================================================
 
@@ -17,14 +19,15 @@ Every invalid request fails in :meth:`ForgetRequest.resolve`, before any trainin
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 import torch
 
 from .data.base import LabeledDataset, content_hash
+from .data.ids import read_ids_file, resolve_user_ids
 from .errors import RequestError
 
 __all__ = ["ForgetRequest", "ForgetSplit"]
@@ -35,12 +38,18 @@ _SYNTAX = "valid forms: class:3, class:3,7, random:0.1, ids:PATH, subclass:3/0"
 
 @dataclass(frozen=True)
 class ForgetSplit:
-    """A resolved request: sorted forget and retain indices into the training set (disjoint, covering it)."""
+    """A resolved request: sorted forget and retain indices into the training set (disjoint, covering it).
+
+    For ``ids:`` requests, ``id_map`` maps each user id found in the training split to its index there, and
+    ``held_out_ids`` lists the requested ids that are in the val or test split (the model never trained on them).
+    """
 
     request: ForgetRequest
     forget_idx: np.ndarray
     retain_idx: np.ndarray
     forget_classes: tuple[int, ...] | None
+    id_map: dict[str, int] | None = None
+    held_out_ids: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -109,11 +118,15 @@ class ForgetRequest:
 
     # --- resolution --------------------------------------------------------------------------------------------
     def resolve(self, train: LabeledDataset, *, class_names: list[str], seed: int = 0,
-                sub_names: dict[int, list[str]] | None = None) -> ForgetSplit:
-        """Forget/retain indices on ``train``; ``seed`` draws random requests (and nothing else)."""
+                sub_names: dict[int, list[str]] | None = None,
+                held_out: Mapping[str, LabeledDataset] | None = None) -> ForgetSplit:
+        """Forget/retain indices on ``train``; ``seed`` draws random requests (and nothing else). ``held_out``
+        (e.g. ``{"val": splits.val, "test": splits.test}``) lets ``ids:`` requests report ids found there."""
         n = len(train)
         y = train.y.numpy()
         forget_classes: tuple[int, ...] | None = None
+        id_map: dict[str, int] | None = None
+        held: dict[str, tuple[str, ...]] = {}
         if self.kind == "class":
             ids = tuple(sorted({_class_id(c, class_names) for c in self.classes}))
             forget_classes = ids
@@ -127,17 +140,20 @@ class ForgetRequest:
             mask = np.zeros(n, dtype=bool)
             mask[rng.choice(n, size=k, replace=False)] = True
         elif self.kind == "ids":
-            idx = _read_ids(self.path)
-            bad = idx[(idx < 0) | (idx >= n)]
-            if len(bad):
-                raise RequestError(f"ids file {self.path} has index {int(bad[0])} out of range; the training set "
-                                   f"has indices 0..{n - 1}")
-            uniq, counts = np.unique(idx, return_counts=True)
-            if (counts > 1).any():
-                raise RequestError(f"ids file {self.path} lists index {int(uniq[counts > 1][0])} more than once; "
-                                   "list each index once")
+            res = resolve_user_ids(read_ids_file(self.path), train, held_out=held_out)
+            if res.unknown:
+                numeric = train.source_ids is None or train.source_ids.dtype.kind in "iu"
+                shown = ", ".join(repr(u) for u in res.unknown[:3]) + (", ..." if len(res.unknown) > 3 else "")
+                raise RequestError(f"ids file {self.path}: {len(res.unknown)} ids are in no split of this dataset "
+                                   f"({shown}){': out of range' if numeric else ''}; list ids as "
+                                   "`unlearnkit ids --dataset D` shows them")
+            if not len(res.train_idx):
+                where = "; ".join(f"{k}: {', '.join(v[:5])}" for k, v in res.held_out.items())
+                raise RequestError(f"ids file {self.path} names no training example: every id is in a held-out "
+                                   f"split ({where}), which the model never trained on; nothing to forget")
+            id_map, held = res.mapping(), dict(res.held_out)
             mask = np.zeros(n, dtype=bool)
-            mask[idx] = True
+            mask[res.train_idx] = True
         else:
             if train.sub is None or not sub_names:
                 raise RequestError("this dataset has no sub-classes; subclass:CLASS/SUB needs a dataset with "
@@ -153,7 +169,7 @@ class ForgetRequest:
             raise RequestError(f"request {self} selects the whole training set ({n} examples); nothing would be "
                                "left to retain: forget fewer examples, or train a new model")
         return ForgetSplit(self, forget_idx.astype(np.int64), np.flatnonzero(~mask).astype(np.int64),
-                           forget_classes)
+                           forget_classes, id_map, held)
 
 
 def _class_id(token: str, names: list[str], what: str = "class") -> int:
@@ -165,22 +181,12 @@ def _class_id(token: str, names: list[str], what: str = "class") -> int:
         i = -1
     if 0 <= i < len(names) and str(i) == token.strip():
         return i
-    shown = ", ".join(f"{j}={nm}" for j, nm in enumerate(names)) if len(names) <= 20 else f"0..{len(names) - 1}"
+    if len(names) <= 20:
+        shown = ", ".join(f"{j}={nm}" for j, nm in enumerate(names))
+    else:  # ids or names both work: list the names too (all of them up to 100)
+        listed = ", ".join(names[:100]) + (", ..." if len(names) > 100 else "")
+        shown = f"0..{len(names) - 1} or a name: {listed}"
     raise RequestError(f"unknown {what} {token!r}; valid: {shown}")
-
-
-def _read_ids(path: str) -> np.ndarray:
-    p = Path(path)
-    if not p.is_file():
-        raise RequestError(f"ids file {path} not found; ids:PATH needs a text file of training-set indices")
-    text = p.read_text().replace(",", " ").split()
-    try:
-        idx = np.array([int(t) for t in text], dtype=np.int64)
-    except ValueError:
-        raise RequestError(f"ids file {path} must hold integers only (whitespace or comma separated)") from None
-    if idx.size == 0:
-        raise RequestError(f"ids file {path} is empty; the forget set must not be empty")
-    return idx
 
 
 def as_tensor(idx: np.ndarray) -> torch.Tensor:

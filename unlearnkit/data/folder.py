@@ -1,7 +1,9 @@
 """``folder:PATH``: an image folder with one sub-folder per class, read with Pillow.
 
-Class names are the sub-folder names in sorted order (class id = position). Every image is converted to RGB and
-resized (bilinear) to one common size: ``size`` when given (an int for a square, or ``(height, width)``); otherwise
+Class names are the sub-folder names in sorted order (class id = position). Images keep their own colour mode:
+when every image is grayscale (Pillow modes ``1``, ``L``, ``LA``, ``I``, ``I;16``, ``F``) the dataset has one
+channel, otherwise every image is converted to RGB (three channels; alpha is dropped). Each is resized (bilinear)
+to one common size: ``size`` when given (an int for a square, or ``(height, width)``); otherwise
 the images' own size when they all share one, or 32×32 when their sizes differ. Hidden files and files Pillow does not
 recognise by extension are skipped; an image that cannot be decoded is an error naming the file.
 """
@@ -15,10 +17,11 @@ import numpy as np
 
 from ..errors import DataError
 
-__all__ = ["IMAGE_EXTENSIONS", "load_folder_arrays"]
+__all__ = ["GRAY_MODES", "IMAGE_EXTENSIONS", "load_folder_arrays"]
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 DEFAULT_MIXED_SIZE = (32, 32)
+GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "F"})
 
 
 def _size_hw(size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
@@ -37,7 +40,7 @@ def load_folder_arrays(path: str, size: int | tuple[int, int] | None = None) -> 
     """Read every image under ``path/<class>/``.
 
     Returns:
-        ``{"x": uint8 N×3×H×W, "y": int64 N, "class_names": [...], "files": [relative paths], "size": (H, W)}``,
+        ``{"x": uint8 N×C×H×W (C = 1 for all-grayscale folders, else 3), "y": int64 N, "class_names": [...], "files": [relative paths], "size": (H, W)}``,
         examples ordered by class then file name (so example indices are stable).
 
     Raises:
@@ -67,33 +70,36 @@ def load_folder_arrays(path: str, size: int | tuple[int, int] | None = None) -> 
         raise DataError(f"folder {root} has a single class ({classes[0]}); a classifier needs at least two class "
                         f"sub-folders")
 
-    def open_rgb(f: Path) -> Any:
+    def read(f: Path, mode: str) -> Any:
         try:
             with Image.open(f) as im:
-                return im.convert("RGB")
+                return im.convert(mode)
         except (UnidentifiedImageError, OSError) as e:
             raise DataError(f"cannot read image {f}: {e}; remove or replace the file") from None
 
-    if size is not None:
-        h, w = _size_hw(size)
+    fixed = _size_hw(size) if size is not None else None
+    # Reading only the headers is cheap: the common size and whether any image has colour.
+    sizes, modes = set(), set()
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                sizes.add(im.size)
+                modes.add(im.mode)
+        except (UnidentifiedImageError, OSError) as e:
+            raise DataError(f"cannot read image {f}: {e}; remove or replace the file") from None
+    if fixed is not None:
+        h, w = fixed
+    elif len(sizes) == 1:
+        w, h = next(iter(sizes))
     else:
-        # Reading only the headers is cheap; a common size is kept, mixed sizes all go to 32×32.
-        sizes = set()
-        for f in files:
-            try:
-                with Image.open(f) as im:
-                    sizes.add(im.size)
-            except (UnidentifiedImageError, OSError) as e:
-                raise DataError(f"cannot read image {f}: {e}; remove or replace the file") from None
-        if len(sizes) == 1:
-            w, h = sizes.pop()
-        else:
-            h, w = DEFAULT_MIXED_SIZE
-    x = np.empty((len(files), 3, h, w), dtype=np.uint8)
+        h, w = DEFAULT_MIXED_SIZE  # mixed sizes all go to 32×32
+    mode = "L" if modes <= GRAY_MODES else "RGB"
+    x = np.empty((len(files), 1 if mode == "L" else 3, h, w), dtype=np.uint8)
     for i, f in enumerate(files):
-        im = open_rgb(f)
+        im = read(f, mode)
         if im.size != (w, h):
             im = im.resize((w, h), Image.Resampling.BILINEAR)
-        x[i] = np.asarray(im, dtype=np.uint8).transpose(2, 0, 1)
+        a = np.asarray(im, dtype=np.uint8)
+        x[i] = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
     return {"x": x, "y": np.asarray(labels, dtype=np.int64), "class_names": classes,
-            "files": [str(f.relative_to(root)) for f in files], "size": (h, w), "root": str(root)}
+            "files": [f.relative_to(root).as_posix() for f in files], "size": (h, w), "root": str(root)}

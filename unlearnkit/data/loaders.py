@@ -76,13 +76,16 @@ def _parse(spec: str) -> tuple[str, str]:
     return kind, arg.strip()
 
 
-def _tensor_split(x: np.ndarray, y: np.ndarray, sub: np.ndarray | None = None) -> LabeledDataset:
+def _tensor_split(x: np.ndarray, y: np.ndarray, sub: np.ndarray | None = None,
+                  source_ids: np.ndarray | None = None) -> LabeledDataset:
     return LabeledDataset(torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y)),
-                          None if sub is None else torch.from_numpy(np.ascontiguousarray(sub)))
+                          None if sub is None else torch.from_numpy(np.ascontiguousarray(sub)),
+                          source_ids=source_ids)
 
 
 def load_dataset(spec: str, *, seed: int = 0, label_column: str | int | None = None,
-                 size: int | tuple[int, int] | None = None) -> DatasetSplits:
+                 size: int | tuple[int, int] | None = None, header: bool | None = None,
+                 id_column: str | int | None = None) -> DatasetSplits:
     """Load the dataset named by ``spec`` and split it with ``seed``.
 
     Args:
@@ -90,6 +93,10 @@ def load_dataset(spec: str, *, seed: int = 0, label_column: str | int | None = N
             ``csv:PATH``.
         seed: Seed of the split (and, for ``shapes``, of the generated images).
         label_column: ``csv`` only: name or index of the label column (default: the last column).
+        header: ``csv`` only: whether the first row is a header (default: detected, see
+            :mod:`unlearnkit.data.tabular`).
+        id_column: ``csv`` only: name or index of a column of unique example ids (not a feature); by default
+            examples are named by their data row number.
         size: ``folder`` only: common image size, an int (square) or ``(height, width)``; by default the images'
             own size when all share one, else 32×32.
 
@@ -111,8 +118,10 @@ def load_dataset(spec: str, *, seed: int = 0, label_column: str | int | None = N
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise DataError(f"dataset seed must be an int, got {seed!r}")
     seed = int(seed)
-    if label_column is not None and kind != "csv":
-        raise DataError(f"label_column applies only to csv:PATH datasets, not {kind!r}; drop --label-column")
+    for opt, value, flag in (("label_column", label_column, "--label-column"), ("header", header, "--header"),
+                             ("id_column", id_column, "--id-column")):
+        if value is not None and kind != "csv":
+            raise DataError(f"{opt} applies only to csv:PATH datasets, not {kind!r}; drop {flag}")
     if size is not None and kind != "folder":
         raise DataError(f"size applies only to folder:PATH datasets, not {kind!r}; drop the image size option")
     manifest: dict[str, Any] = {"dataset": kind, "spec": spec.strip(), "seed": seed}
@@ -120,7 +129,9 @@ def load_dataset(spec: str, *, seed: int = 0, label_column: str | int | None = N
 
     if kind == "digits":
         d = load_digits_arrays(seed)
-        train, val, test = (_tensor_split(*d[k]) for k in ("train", "val", "test"))
+        train, val, test = (_tensor_split(*d[k], source_ids=ids) for k, ids in zip(("train", "val", "test"),
+                                                                                   d["source_ids"]))
+        manifest["ids"] = "index in sklearn.datasets.load_digits() (0..1796)"
         names = [str(i) for i in range(10)]
         sub_names = {c: list(DIGITS_SUB_NAMES) for c in range(10)}
         manifest["source"] = "sklearn.datasets.load_digits"
@@ -137,7 +148,9 @@ def load_dataset(spec: str, *, seed: int = 0, label_column: str | int | None = N
                 raise DataError(f"shapes:N needs a positive number of training images, got {arg!r}; e.g. shapes:5000")
         sizes = shapes_sizes(n_train)
         d = load_shapes(*sizes, seed=seed)
-        train, val, test = (_tensor_split(*d[k]) for k in ("train", "val", "test"))
+        train, val, test = (_tensor_split(*d[k], source_ids=ids) for k, ids in zip(("train", "val", "test"),
+                                                                                   d["source_ids"]))
+        manifest["ids"] = f"index of the generated image (0..{sum(sizes) - 1}) for this data seed"
         names = list(SHAPE_CLASSES)
         sub_names = {c: list(SUB_NAMES) for c in range(len(names))}
         manifest["generator"] = {"image_size": 32, "label_noise": d["label_noise"]}
@@ -148,8 +161,9 @@ def load_dataset(spec: str, *, seed: int = 0, label_column: str | int | None = N
                               split_sizes(len(y_all), (1 - VAL_FRACTION_OF_TRAIN, VAL_FRACTION_OF_TRAIN), kind))
         (xtr, xva, xte), mean, std = standardise(x_all[tr], x_all[va], d["test"][0], scale=1 / 255)
         d.update(mean=mean, std=std)
-        train, val, test = _tensor_split(xtr, y_all[tr]), _tensor_split(xva, y_all[va]), \
-            _tensor_split(xte, d["test"][1])
+        train, val = _tensor_split(xtr, y_all[tr], source_ids=tr), _tensor_split(xva, y_all[va], source_ids=va)
+        test = _tensor_split(xte, d["test"][1])
+        manifest["ids"] = "position in the official training batches, concatenated in file order (test batch: none)"
         names = d["class_names"]
         manifest.update(source=d["root"], files=d["files"], val_fraction_of_train=VAL_FRACTION_OF_TRAIN)
     elif kind == "folder":
@@ -157,15 +171,21 @@ def load_dataset(spec: str, *, seed: int = 0, label_column: str | int | None = N
         parts = hashed_split(len(d["y"]), seed, split_sizes(len(d["y"]), FRACTIONS, f"folder {arg}"))
         (xtr, xva, xte), mean, std = standardise(*(d["x"][p] for p in parts), scale=1 / 255)
         d.update(mean=mean, std=std)
-        train, val, test = (_tensor_split(xs, d["y"][p]) for xs, p in zip((xtr, xva, xte), parts))
+        files = np.asarray(d["files"], dtype=str)
+        train, val, test = (_tensor_split(xs, d["y"][p], source_ids=files[p])
+                            for xs, p in zip((xtr, xva, xte), parts))
         names = d["class_names"]
-        manifest.update(source=d["root"], image_size=list(d["size"]), fractions=list(FRACTIONS))
+        manifest.update(source=d["root"], image_size=list(d["size"]), channels=int(d["x"].shape[1]),
+                        fractions=list(FRACTIONS), ids="image path relative to the folder")
     else:  # csv
-        d = load_csv_arrays(arg, label_column)
+        d = load_csv_arrays(arg, label_column, header=header, id_column=id_column)
         parts = hashed_split(len(d["y"]), seed, split_sizes(len(d["y"]), FRACTIONS, f"CSV file {arg}"))
         (xtr, xva, xte), mean, std = standardise(*(d["x"][p] for p in parts))
         d.update(mean=mean, std=std)
-        train, val, test = (_tensor_split(xs, d["y"][p]) for xs, p in zip((xtr, xva, xte), parts))
+        train, val, test = (_tensor_split(xs, d["y"][p], source_ids=d["ids"][p])
+                            for xs, p in zip((xtr, xva, xte), parts))
+        manifest.update(header=bool(d["header"]), ids=f"id column {d['id_name']!r}" if id_column is not None else
+                        "data row number from 0 (header and blank lines not counted)")
         names = d["class_names"]
         manifest.update(source=str(Path(arg).expanduser()), label_column=d["label_name"],
                         feature_names=d["feature_names"], fractions=list(FRACTIONS))

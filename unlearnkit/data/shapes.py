@@ -299,4 +299,4 @@ def load_shapes(n_train: int = 5000, n_val: int = 1000, n_test: int = 1000, seed
     (xtr, xva, xte), mean, std = standardise(*(img[p] for p in parts))
     return {"train": (xtr, y[parts[0]], sub[parts[0]]), "val": (xva, y[parts[1]], sub[parts[1]]),
             "test": (xte, y[parts[2]], sub[parts[2]]), "mean": mean, "std": std,
-            "label_noise": (style or ShapesStyle()).label_noise}
+            "label_noise": (style or ShapesStyle()).label_noise, "source_ids": parts}
