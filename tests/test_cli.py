@@ -126,7 +126,7 @@ def test_step_by_step_with_checkpoints(tmp_path, cache):
     _cli("train", "--out", str(orig), "--cache-dir", cache, *FAST)
     _cli("train", "--forget", "class:3", "--out", str(ref), "--cache-dir", cache, *FAST)
     _cli("unlearn", "--checkpoint", str(orig), "--method", "random_label", "--forget", "class:3", "--out", str(unl),
-         "--set", "random_label.epochs=1", "--cache-dir", cache, *FAST)
+         "--set", "random_label.epochs=1", "-q")
     p = _cli("evaluate", "--checkpoint", str(unl), "--reference", str(ref), "--forget", "class:3",
              "--cache-dir", cache, *FAST)
     m = json.loads(p.stdout)
@@ -160,7 +160,7 @@ def test_record_stats_runs_pgu_without_retain_data(tmp_path):
     side = tmp_path / "orig.stats.safetensors"
     assert LayerStats.load(side).grams.keys() == LayerStats.load(stats[0]).grams.keys()
     p = _cli("unlearn", "--checkpoint", str(orig), "--method", "pgu", "--forget", "class:3", "--stats", str(side),
-             "--out", str(tmp_path / "unl.safetensors"), "--cache-dir", str(cache), "--epochs", "2", "-q")
+             "--out", str(tmp_path / "unl.safetensors"), "-q")
     assert "pgu:" in p.stdout
 
 

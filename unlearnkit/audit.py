@@ -176,6 +176,10 @@ class _Auditor:
                 "test_acc": float(np.mean([float(r["test_acc"]) for r in rows]))}, eps
 
 
+#: Below this many shadow models the report warns that its numbers are not to be quoted (README, audit section).
+SMALL_K = 32
+
+
 def run_audit(exp: Experiment, *, request: str, methods: list[str], k: int = 32, n: int | None = None,
               seed: int = 0, out: Path, overrides: dict[str, dict[str, Any]] | None = None,
               log: Callable[[str], None] = print, run_info: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -185,6 +189,9 @@ def run_audit(exp: Experiment, *, request: str, methods: list[str], k: int = 32,
     n = n or k
     if n < 3:
         raise ConfigError(f"the forgetting-quality population needs at least 3 models, got {n}")
+    if k < SMALL_K:
+        log(f"audit: K = {k} shadow models is enough to check that the audit runs, too few for numbers: use K >= "
+            f"{SMALL_K} (--models {SMALL_K})")
     out.mkdir(parents=True, exist_ok=True)
     aud = _Auditor(exp, request, k, n, seed, out, overrides or {}, log)
     records, curves = [], {}
@@ -226,8 +233,13 @@ def _render(results: dict[str, Any], curves: dict[str, tuple[np.ndarray, np.ndar
 
     from .evaluation.report import finish_plot, new_axes
 
-    lines = ["# unlearnkit audit (tier c)", "",
-             "| method | U-LiRA acc % | U-LiRA AUC | TPR@1%FPR | TPR@0.1%FPR | forgetting quality F | score |",
+    lines = ["# unlearnkit audit (tier c)", ""]
+    k = min((int(r["models"]) for r in results["records"] if r.get("models")), default=None)
+    if k is not None and k < SMALL_K:
+        lines += [f"> **Caveat: K = {k} shadow models.** With so few, the leave-one-out Gaussians are fitted on "
+                  f"{k - 1} models and even retraining scores far from 50%: these numbers only show that the audit "
+                  f"runs. Use K ≥ {SMALL_K} (`--models {SMALL_K}`) for numbers.", ""]
+    lines += ["| method | U-LiRA acc % | U-LiRA AUC | TPR@1%FPR | TPR@0.1%FPR | forgetting quality F | score |",
              "|---|---:|---:|---:|---:|---:|---:|"]
 
     for r in results["records"]:

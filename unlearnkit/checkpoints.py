@@ -23,7 +23,7 @@ from .data.base import content_hash
 from .errors import CheckpointError
 
 __all__ = ["ModelCache", "atomic_write", "atomic_write_text", "build_from_checkpoint", "load_checkpoint",
-           "package_versions", "save_checkpoint"]
+           "package_versions", "save_checkpoint", "state_dict_mismatch"]
 
 FORMAT = "unlearnkit.checkpoint/1"
 
@@ -38,6 +38,13 @@ def package_versions() -> dict[str, str]:
             "scikit-learn": sklearn.__version__, "python": platform.python_version()}
 
 
+def _default_mode() -> int:
+    """The mode ``open()`` gives a new file: 0o666 minus the process umask (read without changing it for long)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write(path: Path | str, write: Callable[[str], None]) -> Path:
     """Create ``path`` atomically: ``write(tmp)`` fills a temporary file in the same folder, which is then renamed
     into place, so a crash never leaves a half-written file under the final name (the temporary file is removed)."""
@@ -46,6 +53,7 @@ def atomic_write(path: Path | str, write: Callable[[str], None]) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
+        os.chmod(tmp, _default_mode())  # mkstemp's 0600 would make results private; honour the umask instead
         write(tmp)
         os.replace(tmp, path)
     except BaseException:
@@ -110,11 +118,33 @@ def build_from_checkpoint(path: Path | str, device: str | torch.device = "cpu") 
     try:
         model = build_model(spec["name"], tuple(spec["input_shape"]), int(spec["num_classes"]),
                             **spec.get("kwargs", {}))
+    except (KeyError, RuntimeError, TypeError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {path} has no usable model description ({type(e).__name__}: {e}); "
+                              "train it again with this unlearnkit") from None
+    mismatch = state_dict_mismatch(model.state_dict(), state)
+    if mismatch:
+        raise CheckpointError(f"checkpoint {path} does not match its model description "
+                              f"({spec.get('name')}): {mismatch}; train it again with this unlearnkit")
+    try:
         model.load_state_dict(state, strict=True)
-    except (KeyError, RuntimeError, TypeError) as e:
+    except RuntimeError as e:
         raise CheckpointError(f"checkpoint {path} does not match its model description: "
                               f"{str(e).splitlines()[0]}") from None
     return model.to(device).eval(), man
+
+
+def state_dict_mismatch(expected: dict[str, torch.Tensor], got: dict[str, torch.Tensor]) -> str | None:
+    """The first difference between a model's state dict and a checkpoint's, in words (None when they match):
+    a tensor the checkpoint lacks, one it has in excess, or one whose shape differs (both shapes named)."""
+    for k, v in expected.items():
+        if k not in got:
+            return f"tensor {k!r} {tuple(v.shape)} is missing from the checkpoint"
+        if tuple(got[k].shape) != tuple(v.shape):
+            return f"tensor {k!r} has shape {tuple(got[k].shape)} in the checkpoint but {tuple(v.shape)} in the model"
+    extra = [k for k in got if k not in expected]
+    if extra:
+        return f"the checkpoint has tensor {extra[0]!r} {tuple(got[extra[0]].shape)}, which the model lacks"
+    return None
 
 
 class ModelCache:

@@ -42,7 +42,70 @@ def _parse_seeds(text: str) -> list[int]:
         raise ConfigError(f"--seeds must be comma-separated integers, e.g. 0,1,2; got {text!r}") from None
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"--seeds must list at least one seed, each once; got {text!r}")
+    if min(seeds) < 0 or max(seeds) >= 2**31:
+        raise ConfigError(f"--seeds must be integers in 0..2147483647, got {text!r}")
     return seeds
+
+
+def _writable_ancestor(path: Path) -> Path:
+    """The nearest existing ancestor of ``path``; OSError-free checks that it is a writable folder."""
+    p = path.absolute()
+    while not p.exists():
+        if p.is_symlink():  # a dangling link would be created "through"
+            raise ConfigError(f"{p} is a broken symbolic link; remove it or choose another output path")
+        p = p.parent
+    if not p.is_dir():
+        raise ConfigError(f"cannot create {path}: {p} is a file, not a folder; choose another output path")
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot write under {p} (permission denied); choose another output path")
+    return p
+
+
+def check_output_dir(out: Path) -> None:
+    """Refuse an output folder that cannot be written, before any work (nothing is created here)."""
+    if out.exists():
+        if not out.is_dir():
+            raise ConfigError(f"--out {out} is a file; --out takes a folder (it will hold results.json, report.md)")
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise ConfigError(f"cannot write to --out {out} (permission denied); choose another folder")
+        return
+    _writable_ancestor(out)
+
+
+def check_output_file(path: str | Path | None, what: str = "--out") -> None:
+    """Refuse an output file path that is a folder or cannot be written, before any work."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{what} {p} is a folder; {what} takes a file name, e.g. {p / 'model.safetensors'}")
+    if p.exists():
+        if not os.access(p, os.W_OK) or not os.access(p.parent.absolute(), os.W_OK | os.X_OK):
+            raise ConfigError(f"cannot write {what} {p} (permission denied); choose another path")
+        return
+    _writable_ancestor(p.parent)
+
+
+def _check_device(text: str) -> str:
+    import torch
+
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"unknown --device {text!r}; valid: cpu, cuda, cuda:N") from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise ConfigError(f"--device {text}: CUDA is not available on this machine (no GPU or a CPU-only torch); "
+                              "use --device cpu")
+        if dev.index is not None and dev.index >= n:
+            raise ConfigError(f"--device {text}: this machine has {n} CUDA device(s), cuda:0..cuda:{n - 1}")
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError(f"--device {text}: MPS is not available on this machine; use --device cpu")
+    elif dev.type != "cpu":
+        raise ConfigError(f"unsupported --device {text!r}; valid: cpu, cuda, cuda:N")
+    return text
 
 
 def _resolve_methods(text: str) -> list[str]:
@@ -107,8 +170,8 @@ def _print_table(summary: list[dict[str, Any]], title: str) -> None:
     for _, head, _ in cols:
         t.add_column(head, justify="right")
     for s in summary:
-        if s.get("status") == "n/a":
-            t.add_row(s["method"], *(["n/a"] + [""] * (len(cols) - 1)))
+        if s.get("status") in ("n/a", "error"):
+            t.add_row(s["method"], *([s["status"]] + [""] * (len(cols) - 1)))
             continue
         t.add_row(s["method"], *(_fmt(s, k, d) for k, _, d in cols))
     _console().print(t)
@@ -136,9 +199,10 @@ def _json_default(o: Any) -> Any:
 def _experiment(args: argparse.Namespace):  # noqa: ANN202
     from .pipeline import Experiment
 
-    log = (lambda m: None) if args.quiet else (lambda m: _console().print(f"[dim]{m}[/dim]"))
+    _check_device(args.device)
+    log = (lambda m: None) if args.quiet else _Heartbeat.wrap(lambda m: _console().print(f"[dim]{m}[/dim]"))
     recipe = None
-    if args.epochs is not None:
+    if getattr(args, "epochs", None) is not None:
         import dataclasses
 
         from .presets import DEFAULT_MODEL, train_recipe
@@ -147,11 +211,53 @@ def _experiment(args: argparse.Namespace):  # noqa: ANN202
             raise ConfigError(f"--epochs must be >= 1, got {args.epochs}")
         model = args.model or DEFAULT_MODEL.get(args.dataset.split(":", 1)[0], "mlp")
         recipe = dataclasses.replace(train_recipe(args.dataset, model), epochs=args.epochs)
-    return Experiment(args.dataset, args.model, recipe=recipe, data_seed=args.data_seed, cache_dir=args.cache_dir,
+    return Experiment(args.dataset, getattr(args, "model", None), recipe=recipe, data_seed=args.data_seed,
+                      cache_dir=getattr(args, "cache_dir", ".unlearnkit_cache"),
                       device=args.device, progress=not args.quiet and sys.stderr.isatty(), log=log,
                       label_column=args.label_column, record_stats=getattr(args, "record_stats", False),
                       data_options={k: v for k, v in (("header", args.header), ("id_column", args.id_column))
                                     if v is not None})
+
+
+class _Heartbeat:
+    """Progress in logs: when stdout is not a terminal (CI logs, ``nohup``), a long phase prints
+    ``... still working: <last log line> (N s)`` at least every ``EVERY`` seconds, so a log never looks hung.
+    Terminals get tqdm's bars instead."""
+
+    EVERY = 30.0
+    active = False  # only while a command runs (main sets it), so an in-process caller never gets stray lines
+    _last: tuple[float, str] | None = None
+    _thread: Any = None
+
+    @classmethod
+    def wrap(cls, log: Any) -> Any:
+        if sys.stdout.isatty():
+            return log
+
+        def logged(msg: str) -> None:
+            cls._last = (time.monotonic(), msg)
+            log(msg)
+
+        if cls._thread is None:
+            import threading
+
+            cls._last = (time.monotonic(), "starting")
+            start = time.monotonic()
+
+            def beat() -> None:
+                printed = 0.0
+                while True:
+                    time.sleep(1.0)
+                    t_msg = cls._last[0] if cls._last is not None else start
+                    now = time.monotonic()
+                    if cls.active and now - max(t_msg, printed) >= cls.EVERY:
+                        printed = now
+                        print(f"... still working on the step above ({now - t_msg:.0f} s since its log line, "
+                              f"{now - start:.0f} s in all)", flush=True)
+
+            cls._thread = threading.Thread(target=beat, daemon=True)
+            cls._thread.start()
+        return logged
 
 
 def _record(method: str, request: str, seed: int, metrics: dict[str, Any], config: dict[str, Any] | None = None,
@@ -241,9 +347,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     exp = _experiment(args)
     out = Path(args.out)
     request = args.forget
-    # Resolve the request for every seed before any training: bad requests fail fast.
+    # Everything that can be checked is checked before any training: the request for every seed, every method's
+    # config (presets and --set through the configs' own validators) and the output folder.
     splits = {s: exp.resolve(request, s) for s in seeds}
+    ids_info = _report_ids(exp, splits[seeds[0]])
+    configs: dict[tuple[str, int], Any] = {}
+    for seed in seeds:
+        for name in methods:
+            if exp.check_supported(get_method(name), splits[seed]) is None:
+                configs[name, seed] = build_config(name, dataset=exp.dataset_spec, kind=splits[seed].request.kind,
+                                                   seed=seed, overrides=overrides.get(name))
+    for name in overrides:  # also for methods whose cells are n/a, so that a typo is never silently ignored
+        build_config(name, dataset=exp.dataset_spec, kind=splits[seeds[0]].request.kind, seed=seeds[0],
+                     overrides=overrides[name])
+    check_output_dir(out)
     records: list[dict[str, Any]] = []
+
+    def save_partial() -> None:  # after every record, so an interrupted run leaves what it finished
+        info = {**_run_info(args, exp), "partial": True}
+        if ids_info is not None:
+            info["forget_ids"] = ids_info
+        _write_results(out, {"schema": "unlearnkit.results/1", "run_info": info, "records": records,
+                             "summary": summarize(records)})
+
     # The checkpoints' file names are content keys over the dataset split, model, architecture, recipe, seed and
     # request, so naming them (below) keys each record on all of those.
     cell = _CellCache(out / "cells", fresh=args.fresh, log=exp.log, base={"request": request})
@@ -255,6 +381,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         ev = exp.evaluator(split, seed)
         records.append(cell("original", seed, models, lambda seed=seed, ev=ev, orig=orig, ref=ref: _record(
             "original", request, seed, ev.evaluate(orig.model, reference=ref.model))))
+        save_partial()
 
         def _reference_record(seed: int = seed, split: Any = split, ref: Any = ref, ev: Any = ev) -> dict[str, Any]:
             floor_ref = None
@@ -267,19 +394,25 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         records.append(cell("retrain", seed, {**models, "floor": len(seeds) > 1 and seed == seeds[0]},
                             _reference_record))
+        save_partial()
         for name in methods:
             spec = get_method(name)
             reason = exp.check_supported(spec, split)
             if reason:
                 records.append(_record(name, request, seed, {}, status="n/a", reason=reason))
                 continue
-            cfg = build_config(name, dataset=exp.dataset_spec, kind=split.request.kind, seed=seed,
-                               overrides=overrides.get(name))
+            cfg = configs[name, seed]
             stats = orig.stats_path if spec.uses_recorded_stats else None
 
             def _method_record(name: str = name, seed: int = seed, split: Any = split, orig: Any = orig,
                                ref: Any = ref, ev: Any = ev, cfg: Any = cfg, stats: Any = stats) -> dict[str, Any]:
-                res, cfg = exp.run_method(name, orig.model, split, seed, config=cfg, stats=stats)
+                from .errors import DivergedError
+
+                try:
+                    res, cfg = exp.run_method(name, orig.model, split, seed, config=cfg, stats=stats)
+                except DivergedError as e:  # an error row, never a result that reads like perfect forgetting
+                    exp.log(f"{name} (seed {seed}): {e}")
+                    return _record(name, request, seed, {}, config=cfg.to_dict(), status="error", reason=str(e))
                 metrics = ev.evaluate(res.model, reference=ref.model, seconds=res.seconds,
                                       peak_memory_mb=res.peak_memory_mb, reference_seconds=ref.seconds)
                 rec = _record(name, request, seed, metrics, config=cfg.to_dict())
@@ -291,11 +424,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             if stats is not None:
                 key["recorded_stats"] = stats.name
             records.append(cell(name, seed, key, _method_record))
-        _write_results(out, {"schema": "unlearnkit.results/1", "run_info": _run_info(args, exp),
-                             "records": records, "summary": summarize(records)})
+            save_partial()
     summary = summarize(records)
     results = {"schema": "unlearnkit.results/1", "run_info": _run_info(args, exp), "records": records,
                "summary": summary}
+    if ids_info is not None:
+        results["run_info"]["forget_ids"] = ids_info
     results["run_info"]["total_seconds"] = time.perf_counter() - t_start
     _write_results(out, results)
     if not is_main_process():
@@ -310,6 +444,51 @@ def cmd_run(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------------------------
 # methods, train, unlearn, evaluate, report
 # ---------------------------------------------------------------------------------------------------------------
+
+
+def _report_ids(exp: Any, split: Any) -> dict[str, Any] | None:
+    """For an ``ids:`` request: log how many ids were found in the training split and which are held out."""
+    from .pipeline import forget_ids_record
+
+    if split.id_map is None:
+        return None
+    rec = forget_ids_record(exp.splits, split)
+    exp.log(f"ids: {len(rec['map'])} ids name training examples ({rec['scheme']}); `unlearnkit ids` shows them")
+    for name, held in rec["held_out"].items():
+        shown = ", ".join(held[:10]) + (", ..." if len(held) > 10 else "")
+        exp.log(f"ids: {len(held)} requested ids are in the {name} split, never trained on, so not forgotten: "
+                f"{shown}")
+    return rec
+
+
+def cmd_ids(args: argparse.Namespace) -> int:
+    """Show how user ids map to the splits: the dataset's id scheme, then one line per id (split, index, class)."""
+    from .data.ids import read_ids_file, resolve_user_ids
+
+    exp = _experiment(args)
+    s = exp.splits
+    wanted: list[str] = list(args.ids or [])
+    if args.forget:
+        if not args.forget.startswith("ids:"):
+            raise ConfigError(f"--forget takes an ids:PATH request here, got {args.forget!r}")
+        wanted += read_ids_file(args.forget[4:])
+    print(f"{s.manifest.get('spec', exp.dataset_spec)}: ids are the {s.manifest.get('ids', 'training positions')}; "
+          f"train {len(s.train)}, val {len(s.val)}, test {len(s.test)} examples (data seed {exp.data_seed})")
+    if not wanted:  # the first rows of each split, as a sample of what ids look like
+        for name, ds in (("train", s.train), ("val", s.val), ("test", s.test)):
+            src = ds.source_ids if ds.source_ids is not None else range(len(ds))
+            for i, v in list(enumerate(src))[: args.limit]:
+                print(f"{v}\t{name}\t{i}\t{s.class_names[int(ds.y[i])]}")
+        return 0
+    res = resolve_user_ids(wanted, s.train, held_out={"val": s.val, "test": s.test})
+    for uid, i in zip(res.train_ids, res.train_idx.tolist()):
+        print(f"{uid}\ttrain\t{i}\t{s.class_names[int(s.train.y[i])]}")
+    for name, held in res.held_out.items():
+        for uid in held:
+            print(f"{uid}\t{name}\t-\t(held out: never trained on)")
+    for uid in res.unknown:
+        print(f"{uid}\t-\t-\t(not an id of this dataset)")
+    return 0
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
@@ -336,8 +515,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .pipeline import stats_path
 
     exp = _experiment(args)
-    if args.forget:
-        split = exp.resolve(args.forget, args.seed)
+    split = exp.resolve(args.forget, args.seed) if args.forget else None
+    check_output_file(args.out)
+    if split is not None:
         tm = exp.retrained(split, args.seed)
     else:
         tm = exp.original(args.seed)
@@ -371,13 +551,32 @@ def _load_for(exp: Any, path: str) -> Any:
 
 def cmd_unlearn(args: argparse.Namespace) -> int:
     from .checkpoints import save_checkpoint
-    from .pipeline import parse_overrides
+    from .errors import UnsupportedRequestError
+    from .methods.base import get_method
+    from .pipeline import build_config, parse_overrides
 
+    spec = get_method(args.method)
+    overrides = parse_overrides(args.set)
+    others = sorted(set(overrides) - {args.method})
+    if others:
+        raise ConfigError(f"--set names {', '.join(others)}, but --method is {args.method}: write "
+                          f"--set {args.method}.FIELD=VALUE")
+    if args.stats is not None:
+        if not spec.uses_recorded_stats:
+            raise ConfigError(f"--stats: {args.method} does not use recorded layer statistics; drop --stats "
+                              "(methods that use them: pgu)")
+        if not Path(args.stats).is_file():
+            raise ConfigError(f"--stats {args.stats} not found; record it with `unlearnkit train --record-stats`")
     exp = _experiment(args)
     split = exp.resolve(args.forget, args.seed)
+    reason = exp.check_supported(spec, split)
+    if reason:
+        raise UnsupportedRequestError(reason)
+    cfg = build_config(args.method, dataset=exp.dataset_spec, kind=split.request.kind, seed=args.seed,
+                       overrides=overrides.get(args.method))
+    check_output_file(args.out)
     model, man = _load_for(exp, args.checkpoint)
-    get = parse_overrides(args.set).get(args.method, {})
-    res, cfg = exp.run_method(args.method, model, split, args.seed, get, stats=args.stats)
+    res, cfg = exp.run_method(args.method, model, split, args.seed, stats=args.stats, config=cfg)
     save_checkpoint(args.out, res.model, {**man, "role": "unlearned", "method": args.method, "config": cfg.to_dict(),
                                           "request": str(split.request), "unlearn_seconds": res.seconds})
     _console().print(f"{args.method}: {res.seconds:.2f}s, test acc {_quick_acc(res.model, exp):.1f}%  "
@@ -388,6 +587,7 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     exp = _experiment(args)
     split = exp.resolve(args.forget, args.seed)
+    check_output_file(args.out)
     model, man = _load_for(exp, args.checkpoint)
     ref = _load_for(exp, args.reference)[0] if args.reference else None
     ref_seconds = None
@@ -416,6 +616,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     exp = _experiment(args)
     exp.progress = False  # one line per cell instead of nested bars
     out = Path(args.out or f"runs/bench-{args.dataset.replace(':', '_').replace('/', '_')}")
+    check_output_dir(out)
     log = (lambda m: None) if args.quiet else (lambda m: _console().print(m))
     results = run_bench(exp, methods=methods, scenarios=scenarios, seeds=args.seeds, out=out,
                         overrides=parse_overrides(args.set), log=log, run_info=_run_info(args, exp))
@@ -439,6 +640,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     exp = _experiment(args)
     exp.progress = False
     out = Path(args.out or "runs/audit")
+    check_output_dir(out)
     log = (lambda m: None) if args.quiet else (lambda m: _console().print(m))
     run_audit(exp, request=args.forget, methods=methods, k=args.models, n=args.n, seed=args.seed, out=out,
               overrides=parse_overrides(args.set), log=log, run_info=_run_info(args, exp))
@@ -460,6 +662,12 @@ def cmd_report(args: argparse.Namespace) -> int:
         results = json.loads(p.read_text())
     except json.JSONDecodeError as e:
         raise ConfigError(f"{p} is not valid JSON ({e.msg} at line {e.lineno})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read {p}: {e}") from None
+    if not isinstance(results, dict) or not isinstance(results.get("records"), list):
+        raise ConfigError(f"{p} is not an unlearnkit results file (expected an object with a 'records' list, got "
+                          f"{type(results).__name__}); pass the --out folder of an `unlearnkit run` or `bench`")
+    check_output_dir(d)
     if results.get("schema") == "unlearnkit.bench/1":
         from .bench import render_bench_report
 
@@ -474,22 +682,26 @@ def cmd_report(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(p: argparse.ArgumentParser, *, training: bool = True) -> None:
+    """Options every data command takes; ``training=False`` drops those that only matter when models are trained
+    (``--model``, ``--cache-dir``, ``--epochs``), for commands that read checkpoints instead."""
     p.add_argument("--dataset", default="digits",
                    help="digits | shapes[:N] | cifar10:PATH | cifar100:PATH | folder:PATH | csv:PATH (default digits)")
-    p.add_argument("--model", default=None, help="mlp | cnn | resnet18 | vit (default: cnn for images)")
+    if training:
+        p.add_argument("--model", default=None, help="mlp | cnn | resnet18 | vit (default: cnn for images)")
     p.add_argument("--label-column", default=None, help="label column of a csv: dataset (name or index; default last)")
     p.add_argument("--header", action=argparse.BooleanOptionalAction, default=None,
                    help="csv: whether the first row is a header (default: detected)")
     p.add_argument("--id-column", default=None,
                    help="csv: column of unique example ids that ids:PATH requests name (name or index; not a "
                         "feature); default: data row numbers from 0")
-    p.add_argument("--data-seed", type=int, default=0, help="seed of the train/val/test split (default 0)")
+    p.add_argument("--data-seed", type=_nonneg_int, default=0, help="seed of the train/val/test split (default 0)")
     p.add_argument("--device", default="cuda" if _cuda() else "cpu", help="cpu or cuda (default: cuda if available)")
-    p.add_argument("--cache-dir", default=os.environ.get("UNLEARNKIT_CACHE", ".unlearnkit_cache"),
-                   help="where trained models are cached (env UNLEARNKIT_CACHE; default .unlearnkit_cache)")
-    p.add_argument("--epochs", type=int, default=None,
-                   help="override the training recipe's epochs (originals, references, shadows)")
+    if training:
+        p.add_argument("--cache-dir", default=os.environ.get("UNLEARNKIT_CACHE", ".unlearnkit_cache"),
+                       help="where trained models are cached (env UNLEARNKIT_CACHE; default .unlearnkit_cache)")
+        p.add_argument("--epochs", type=int, default=None,
+                       help="override the training recipe's epochs (originals, references, shadows)")
     p.add_argument("--threads", type=_positive_int, default=None, metavar="N",
                    help="torch intra-op threads per process (default: OMP_NUM_THREADS if set, else 1; more than "
                         "one thread on a shared or small machine can be 10-20x slower, and the thread count "
@@ -539,8 +751,26 @@ def _cuda() -> bool:
         return False
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error convention: one ``error: ...`` line and exit status 2 (no usage block)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"error: {self.prog}: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if v < 0 or v >= 2**31:
+        raise argparse.ArgumentTypeError(f"expected an integer in 0..2147483647, got {text!r}")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="unlearnkit", description="Machine unlearning for PyTorch classifiers.")
+    ap = _Parser(prog="unlearnkit", description="Machine unlearning for PyTorch classifiers.")
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="train (or reuse) original + retrained reference, run methods, evaluate, report")
@@ -566,7 +796,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train (or reuse) an original model, or a retrained reference with --forget")
     _common(p)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_nonneg_int, default=0, help="training seed (default 0)")
     p.add_argument("--forget", default=None, help="train the reference without this forget request")
     p.add_argument("--out", default=None, help="also write the checkpoint here (.safetensors)")
     p.add_argument("--record-stats", action="store_true",
@@ -575,24 +805,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_train)
 
     p = sub.add_parser("unlearn", help="unlearn a checkpoint with one method")
-    _common(p)
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--method", required=True)
-    p.add_argument("--forget", required=True)
-    p.add_argument("--seed", type=int, default=0)
+    _common(p, training=False)
+    p.add_argument("--checkpoint", required=True, metavar="PATH",
+                   help="the trained model (.safetensors from `unlearnkit train --out`); its manifest must match "
+                        "--dataset and --data-seed")
+    p.add_argument("--method", required=True, help="a registered method (see `unlearnkit methods`)")
+    p.add_argument("--forget", required=True, help="forget request: class:3 | class:3,7 | random:0.1 | ids:PATH "
+                                                   "| subclass:C/S")
+    p.add_argument("--seed", type=_nonneg_int, default=0,
+                   help="seed of the method and of random: requests (default 0)")
     p.add_argument("--out", required=True, help="where to write the unlearned checkpoint (.safetensors)")
-    p.add_argument("--set", action="append", metavar="METHOD.FIELD=VALUE")
+    p.add_argument("--set", action="append", metavar="METHOD.FIELD=VALUE",
+                   help="override a field of --method's config, e.g. --set finetune.epochs=3 (repeatable); "
+                        "checked before any work")
     p.add_argument("--stats", default=None, metavar="PATH",
-                   help="layer statistics recorded at training time (train --record-stats); pgu then runs without "
-                        "the retain data")
+                   help="layer statistics recorded at training time (train --record-stats), for methods that use "
+                        "them (pgu, which then runs without the retain data)")
     p.set_defaults(fn=cmd_unlearn)
 
     p = sub.add_parser("evaluate", help="evaluate a checkpoint (optionally against a retrained reference)")
     _common(p)
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--reference", default=None, help="retrained reference checkpoint, for the gap metrics")
-    p.add_argument("--forget", required=True)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--forget", required=True, help="the forget request the checkpoint was unlearned for")
+    p.add_argument("--seed", type=_nonneg_int, default=0, help="evaluation seed (default 0)")
     p.add_argument("--out", default=None, help="also write the metrics JSON here")
     p.set_defaults(fn=cmd_evaluate)
 
@@ -612,15 +848,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", default="finetune", help="comma-separated methods to audit (default finetune)")
     p.add_argument("--models", type=int, default=32, help="K shadow models (even; default 32)")
     p.add_argument("--n", type=int, default=None, help="N models per side for forgetting quality (default K)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_nonneg_int, default=0)
     p.add_argument("--out", default=None, help="output folder (default runs/audit)")
     p.add_argument("--set", action="append", metavar="METHOD.FIELD=VALUE")
     p.set_defaults(fn=cmd_audit)
+
+    p = sub.add_parser("ids", help="show the dataset's example ids (what ids:PATH requests name) and where given "
+                                   "ids are: train (with their index), val or test")
+    _common(p, training=False)
+    p.add_argument("ids", nargs="*", help="ids to look up (default: the first rows of each split)")
+    p.add_argument("--forget", default=None, metavar="ids:PATH", help="look up the ids of this request file")
+    p.add_argument("--limit", type=_positive_int, default=5, help="rows per split shown without ids (default 5)")
+    p.set_defaults(fn=cmd_ids)
 
     p = sub.add_parser("report", help="re-render DIR/report.md and its plots from DIR/results.json")
     p.add_argument("dir")
     p.set_defaults(fn=cmd_report)
     return ap
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -636,14 +885,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     global _THREADS
     _THREADS = set_threads(getattr(args, "threads", None))
     try:
+        _Heartbeat.active, _Heartbeat._last = True, (time.monotonic(), "start")
         return int(args.fn(args) or 0)
     except UnlearnError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except OSError as e:  # disk full, permission denied, ...: one line, no traceback
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        print(f"error: {e.strerror or e}{where}", file=sys.stderr)
+        return 2
+    except ValueError as e:
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
     finally:
+        _Heartbeat.active = False
         if dist_device is not None:
             import torch.distributed as dist
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from .presets import method_overrides, train_recipe
 from .requests import ForgetRequest, ForgetSplit
 from .training import TrainRecipe, record_layer_stats, train
 
-__all__ = ["Experiment", "TrainedModel", "build_config", "code_fingerprint", "parse_overrides"]
+__all__ = ["Experiment", "TrainedModel", "build_config", "code_fingerprint", "forget_ids_record", "parse_overrides"]
 
 Log = Callable[[str], None]
 
@@ -65,6 +66,13 @@ def stats_path(checkpoint: Path) -> Path:
 def save_stats(path: Path, stats: Any) -> None:
     """Write ``stats`` (a LayerStats) atomically (:func:`~unlearnkit.checkpoints.atomic_write`)."""
     atomic_write(path, stats.save)
+
+
+def forget_ids_record(splits: DatasetSplits, split: ForgetSplit) -> dict[str, Any]:
+    """What an ``ids:`` request named, for manifests and results: the id scheme, ``{user id: training index}``,
+    and the requested ids found in the val/test splits (not trained on, so not forgotten)."""
+    return {"scheme": splits.manifest.get("ids", "position in the training split"), "map": dict(split.id_map or {}),
+            "held_out": {k: list(v) for k, v in split.held_out_ids.items()}}
 
 
 @dataclass
@@ -116,15 +124,25 @@ def _coerce(cls: type[UnlearnConfig], name: str, raw: Any) -> Any:
             return text.lower() in ("true", "1", "yes")
         if isinstance(default, tuple) or typ.startswith("tuple"):
             items = [t.strip() for t in text.split(",") if t.strip()]
-            return tuple(_scalar(t) for t in items)
+            return tuple(_finite(cls, name, _scalar(t)) for t in items)
         if isinstance(default, int) or typ.startswith("int"):
             return int(text)
         if isinstance(default, float) or typ.startswith("float") or "float" in typ:
-            return float(text)
+            return _finite(cls, name, float(text))
+    except ConfigError:
+        raise
     except ValueError:
         hint = ' (write a JSON object, e.g. \'{"conv1": 0.9}\')' if typ.startswith("dict") else ""
         raise ConfigError(f"{cls.__name__}.{name}: cannot read {raw!r} as {typ}{hint}") from None
     return text
+
+
+def _finite(cls: type, name: str, v: Any) -> Any:
+    """``v`` unless it is a NaN or infinite float: ``--set finetune.lr=inf`` would train a NaN model whose forget
+    accuracy of 0 reads like perfect forgetting."""
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ConfigError(f"{cls.__name__}.{name} must be a finite number, got {v!r}")
+    return v
 
 
 def _scalar(t: str) -> int | float | str:
@@ -210,7 +228,8 @@ class Experiment:
             self._arch = hashlib.sha256(desc.encode()).hexdigest()[:16]
         return self._arch
 
-    def _trained(self, role: str, seed: int, data: LabeledDataset, extra: dict[str, Any]) -> TrainedModel:
+    def _trained(self, role: str, seed: int, data: LabeledDataset, extra: dict[str, Any],
+                 info: dict[str, Any] | None = None) -> TrainedModel:
         # The CPU thread count changes the order of floating-point sums, hence the weights: it is part of the key.
         threads = torch.get_num_threads() if self.device.type == "cpu" else None
         key = self.cache.key(role=role, dataset=self.splits.hash, model=self.model_spec(), arch=self.arch_signature(),
@@ -238,7 +257,7 @@ class Experiment:
                      desc=f"{role} s{seed}", record_stats=record)
         man = {"role": role, "dataset": self.splits.manifest, "model": self.model_spec(),
                "recipe": self.recipe.to_dict(), "seed": int(seed), "train_seconds": tlog.seconds, "threads": threads,
-               "final_train_loss": tlog.epoch_losses[-1] if tlog.epoch_losses else None, **extra}
+               "final_train_loss": tlog.epoch_losses[-1] if tlog.epoch_losses else None, **extra, **(info or {})}
         path = self.cache.path(key)
         if is_main_process():
             save_checkpoint(path, model, man)
@@ -273,8 +292,10 @@ class Experiment:
         return self._trained("original", seed, self.splits.train, {})
 
     def retrained(self, split: ForgetSplit, seed: int) -> TrainedModel:
+        # ids: requests record which user id is which training example (not part of the key: forget_hash is).
+        info = {"forget_ids": forget_ids_record(self.splits, split)} if split.id_map is not None else None
         return self._trained("retrain", seed, split.retain_set(self.splits.train),
-                             {"request": str(split.request), "forget_hash": split.key})
+                             {"request": str(split.request), "forget_hash": split.key}, info)
 
     # --- methods ---------------------------------------------------------------------------------------------------
     def check_supported(self, spec: MethodSpec, split: ForgetSplit) -> str | None:

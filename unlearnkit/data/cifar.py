@@ -3,9 +3,10 @@
 Security: the batches are pickle files, and unpickling an untrusted file with the plain :mod:`pickle` module can run
 arbitrary code. They are read here with :class:`SafeUnpickler`, whose ``find_class`` refuses every global except
 the three that numpy arrays need (``numpy.core.multiarray._reconstruct`` (also under its numpy-2 name
-``numpy._core.multiarray``), ``numpy.ndarray`` and ``numpy.dtype``); dicts, lists, bytes, str and ints need no
-globals. A file that asks for anything else (``os.system``, ``builtins.eval``, ...) fails with a ``DataError``
-before any of its code can run.
+``numpy._core.multiarray``), ``numpy.ndarray`` and ``numpy.dtype``), plus ``_codecs.encode`` replaced by a function
+that can only encode a str as latin-1 (how protocol-2 pickles written by Python 3 store ``bytes``, e.g. a batch
+re-pickled with ``protocol=2``); dicts, lists, bytes, str and ints need no globals. A file that asks for anything
+else (``os.system``, ``builtins.eval``, ...) fails with a ``DataError`` before any of its code can run.
 """
 
 from __future__ import annotations
@@ -26,6 +27,14 @@ CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 _NP_RECONSTRUCT = np.ndarray.__reduce__(np.zeros(1))[0]  # numpy's array-rebuilding function, whatever its module
 
 
+def _latin1_bytes(text: Any, encoding: str = "latin1") -> bytes:
+    """``_codecs.encode`` restricted to what protocol-2 pickles of ``bytes`` need: a str encoded as latin-1."""
+    if not isinstance(text, str) or encoding.replace("-", "").replace("_", "").lower() not in ("latin1", "iso88591"):
+        raise DataError(f"refusing _codecs.encode({type(text).__name__}, {encoding!r}) in a CIFAR batch: only "
+                        "latin-1 text, as protocol-2 pickles store bytes, is allowed")
+    return text.encode("latin1")
+
+
 class SafeUnpickler(pickle.Unpickler):
     """An unpickler that can rebuild plain containers and numpy arrays and nothing else.
 
@@ -34,6 +43,9 @@ class SafeUnpickler(pickle.Unpickler):
     """
 
     _ALLOWED: dict[tuple[str, str], Any] = {
+        # Protocol-2 pickles written by Python 3 store bytes as _codecs.encode(str, "latin1"): a safe stand-in that
+        # can only turn a str into bytes.
+        ("_codecs", "encode"): _latin1_bytes,
         ("numpy.core.multiarray", "_reconstruct"): _NP_RECONSTRUCT,
         ("numpy._core.multiarray", "_reconstruct"): _NP_RECONSTRUCT,
         ("numpy", "ndarray"): np.ndarray,

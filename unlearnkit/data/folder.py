@@ -40,7 +40,8 @@ def load_folder_arrays(path: str, size: int | tuple[int, int] | None = None) -> 
     """Read every image under ``path/<class>/``.
 
     Returns:
-        ``{"x": uint8 N×C×H×W (C = 1 for all-grayscale folders, else 3), "y": int64 N, "class_names": [...], "files": [relative paths], "size": (H, W)}``,
+        ``{"x": uint8 N×C×H×W (C = 1 for all-grayscale folders, else 3), "y": int64 N, "class_names": [...],
+        "files": [paths relative to the folder], "size": (H, W)}``,
         examples ordered by class then file name (so example indices are stable).
 
     Raises:

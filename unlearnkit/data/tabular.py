@@ -174,7 +174,7 @@ def load_csv_arrays(path: str, label_column: str | int | None = None, *, header:
         ids = np.asarray([row[ii] for _, row in rows], dtype=str)
         uniq, first_at, cnt = np.unique(ids, return_index=True, return_counts=True)
         if (cnt > 1).any() or (ids == "").any():
-            bad = "" if (ids == "").any() else uniq[cnt > 1][0]
+            bad = "" if (ids == "").any() else str(uniq[cnt > 1][0])
             line = rows[int(np.flatnonzero(ids == bad)[0])][0]
             raise DataError(f"{p} line {line}: id {bad!r} in id column {id_name!r} is "
                             + ("empty" if bad == "" else "not unique") + "; every row needs its own id")

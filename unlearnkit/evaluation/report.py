@@ -31,7 +31,7 @@ from matplotlib.figure import Figure
 from ..errors import DataError
 from .stats import summarize
 
-__all__ = ["REPORT_COLUMNS", "write_report"]
+__all__ = ["REPORT_COLUMNS", "series_colours", "write_report"]
 
 # (metric, header, format, better) shown in the results table when at least one row has the metric.
 # "better": "r" = closest to the retrained model, "↓"/"↑" = lower/higher.
@@ -98,6 +98,21 @@ def _table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+def series_colours(n: int) -> list[Any]:
+    """``n`` distinct colours: tab10 up to 10 series, tab20 up to 20, else evenly spaced hues (matplotlib's default
+    cycle repeats after 10, so the 12 rows of a full run would share colours)."""
+    from matplotlib import colormaps
+
+    if n <= 10:
+        return [colormaps["tab10"](i) for i in range(n)]
+    if n <= 20:
+        return [colormaps["tab20"](i) for i in range(n)]
+    return [colormaps["hsv"](i / n) for i in range(n)]
+
+
+_MARKERS = "osD^v<>pP*Xh"
+
+
 def _save(fig: Figure, path: Path) -> None:
     FigureCanvasAgg(fig)
     fig.savefig(path, dpi=110, format="png")
@@ -136,10 +151,11 @@ def _plot_per_class(rows: Sequence[Mapping[str, Any]], path: Path, class_names: 
     ax = fig.add_subplot(1, 1, 1)
     width = 0.8 / len(series)
     x = np.arange(k)
+    colours = series_colours(len(series))
     for i, (name, s) in enumerate(series):
         vals = np.full(k, np.nan)
         vals[:len(s)] = s
-        ax.bar(x - 0.4 + width * (i + 0.5), np.nan_to_num(vals), width, label=name)
+        ax.bar(x - 0.4 + width * (i + 0.5), np.nan_to_num(vals), width, label=name, color=colours[i])
     labels = list(class_names) if class_names and len(class_names) == k else [str(c) for c in range(k)]
     ax.set_xticks(x)
     ax.set_xticklabels(labels, rotation=45 if k > 12 else 0, fontsize=8)
@@ -211,11 +227,15 @@ def _plot_cost_quality(rows: Sequence[Mapping[str, Any]], path: Path) -> bool:
             pts.append((r["method"], s, g, _num(m.get("seconds_ci95")) or 0.0, _num(m.get("avg_gap_ci95")) or 0.0))
     if not pts:
         return False
-    fig = Figure(figsize=(6.0, 4.0))
+    fig = Figure(figsize=(7.5, 4.0))
     ax = fig.add_subplot(1, 1, 1)
-    for name, s, g, se, ge in pts:
-        ax.errorbar([s], [g], xerr=[[min(se, s * 0.999)], [se]], yerr=[[ge], [ge]], fmt="o", capsize=3, label=name)
-        ax.annotate(name, (s, g), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    # Names go in a legend beside the axes, not next to the points: points of similar cost and quality would make
+    # their labels overlap. Each series has its own colour and marker.
+    colours = series_colours(len(pts))
+    for i, (name, s, g, se, ge) in enumerate(pts):
+        ax.errorbar([s], [g], xerr=[[min(se, s * 0.999)], [se]], yerr=[[ge], [ge]], fmt=_MARKERS[i % len(_MARKERS)],
+                    capsize=3, label=name, color=colours[i])
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     secs = [p[1] for p in pts]
     if max(secs) / min(secs) > 10:
         ax.set_xscale("log")
