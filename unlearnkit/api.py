@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .distributed import broadcast_module_, is_distributed
-from .errors import DataError, DivergedError, IncompatibleModelError, UnsupportedRequestError
+from .errors import ConfigError, DataError, DivergedError, IncompatibleModelError, UnsupportedRequestError
 from .methods.base import History, MethodSpec, UnlearnConfig, UnlearnData, default_loss, method_for_config
 
 __all__ = ["UnlearnResult", "unlearn"]
@@ -339,6 +339,22 @@ class _PeakMemory:
             self.peak_mb = self._max - self._base
 
 
+def _device(device: torch.device | str) -> torch.device:
+    """``device`` as a torch.device that exists on this machine, else a ConfigError (not torch's RuntimeError or
+    an AssertionError from deep inside CUDA initialisation)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"unknown device {device!r}; valid: 'cpu', 'cuda', 'cuda:N'") from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0 or (dev.index is not None and dev.index >= n):
+            raise ConfigError(f"device {device!r} is not available here ({n} CUDA devices); pass device='cpu'")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {device!r} is not available here; pass device='cpu'")
+    return dev
+
+
 def _infer_device(model: nn.Module) -> torch.device:
     for p in model.parameters():
         return p.device
@@ -411,6 +427,8 @@ def unlearn(model: nn.Module, *, forget: DataLoader | None, retain: DataLoader |
         raise DataError(f"num_classes must be a positive int, got {num_classes!r}")
     if classes and num_classes is not None and (classes[0] < 0 or classes[-1] >= num_classes):
         raise DataError(f"forget_classes {list(classes)} out of range: valid classes are 0..{num_classes - 1}")
+    if device is not None:
+        _device(device)
     scans = {name: _scan(name, loader) for name, loader in (("forget", forget), ("retain", retain), ("val", val))
              if loader is not None}
     if num_classes is not None:
@@ -421,7 +439,7 @@ def unlearn(model: nn.Module, *, forget: DataLoader | None, retain: DataLoader |
     if problems:
         raise problems[0]
 
-    dev = torch.device(device) if device is not None else _infer_device(model)
+    dev = _device(device) if device is not None else _infer_device(model)
     work = model if inplace else copy.deepcopy(model)
     if device is not None:
         work.to(dev)

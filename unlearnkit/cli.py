@@ -328,9 +328,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     seeds = args.seeds = _parse_seeds(args.seeds)
     methods = _resolve_methods(args.methods)
     overrides = parse_overrides(args.set)
-    for m in overrides:
-        if m not in methods:
-            raise ConfigError(f"--set names method {m!r}, which is not in --methods ({', '.join(methods)})")
+    _check_overrides(overrides, methods, args.dataset, kinds=())
     if args.search:
         def has_search(m: str) -> bool:
             return "search" in get_method(m).config_cls.__dataclass_fields__
@@ -357,9 +355,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             if exp.check_supported(get_method(name), splits[seed]) is None:
                 configs[name, seed] = build_config(name, dataset=exp.dataset_spec, kind=splits[seed].request.kind,
                                                    seed=seed, overrides=overrides.get(name))
-    for name in overrides:  # also for methods whose cells are n/a, so that a typo is never silently ignored
-        build_config(name, dataset=exp.dataset_spec, kind=splits[seeds[0]].request.kind, seed=seeds[0],
-                     overrides=overrides[name])
+    # Also for methods whose cells are n/a, so that a typo is never silently ignored.
+    _check_overrides(overrides, methods, exp.dataset_spec, kinds=(splits[seeds[0]].request.kind,))
     check_output_dir(out)
     records: list[dict[str, Any]] = []
 
@@ -605,6 +602,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_overrides(overrides: dict[str, dict[str, str]], methods: list[str], dataset: str,
+                     kinds: tuple[str, ...] = ("class", "random")) -> None:
+    """Every ``--set`` names a method that will run and builds a valid config for each request kind in ``kinds``
+    (presets differ by kind), before any training."""
+    from .pipeline import build_config
+
+    for m, fields in overrides.items():
+        if m not in methods:
+            raise ConfigError(f"--set names method {m!r}, which is not in --methods ({', '.join(methods)})")
+        for kind in kinds:
+            build_config(m, dataset=dataset, kind=kind, seed=0, overrides=fields)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import _parse_scenarios, run_bench
     from .pipeline import parse_overrides
@@ -613,6 +623,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     args.seeds = _parse_seeds(args.seeds)
     methods = _resolve_methods(args.methods)
     scenarios = _parse_scenarios(args.scenarios)
+    _check_overrides(parse_overrides(args.set), methods, args.dataset)
     exp = _experiment(args)
     exp.progress = False  # one line per cell instead of nested bars
     out = Path(args.out or f"runs/bench-{args.dataset.replace(':', '_').replace('/', '_')}")
@@ -637,6 +648,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     args.seeds = [args.seed]
     methods = _resolve_methods(args.methods)
+    _check_overrides(parse_overrides(args.set), methods, args.dataset)
     exp = _experiment(args)
     exp.progress = False
     out = Path(args.out or "runs/audit")

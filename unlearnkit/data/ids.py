@@ -152,8 +152,4 @@ def read_ids_file(path: str | Path) -> list[str]:
 
 
 def _is_int(t: str) -> bool:
-    try:
-        int(t)
-    except ValueError:
-        return False
-    return True
+    return t.lstrip("+-").isdigit()
