@@ -98,7 +98,7 @@ def test_bad_ids_files_exit_cleanly(content, match, tmp_path, cache):
     if content == "ALL":
         from unlearnkit.data import load_dataset
 
-        content = " ".join(str(i) for i in range(len(load_dataset("digits").train)))
+        content = " ".join(str(i) for i in load_dataset("digits").train.source_ids)  # ids name the user's rows
     f.write_text(content)
     p = _cli("run", "--forget", f"ids:{f}", "--out", str(tmp_path), "--cache-dir", cache, *FAST, check=False)
     _assert_one_line_error(p, match)

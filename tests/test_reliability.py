@@ -551,3 +551,29 @@ def test_run_writes_partial_results_and_a_diverged_method_is_an_error_row(tmp_pa
     assert ga["status"] == "error" and "non-finite" in ga["reason"] and not ga["metrics"]
     assert next(r for r in res["records"] if r["method"] == "finetune")["status"] == "ok"
     assert res["run_info"]["threads_source"] in ("default", "OMP_NUM_THREADS")
+
+
+@pytest.mark.parametrize("device,match", [("nosuch", "unknown device"), ("cuda:7", "not available")])
+def test_api_device_errors_are_typed(device, match, no_method_runs):
+    from unlearnkit.errors import ConfigError
+
+    if device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has 8 CUDA devices")
+    x, y = _xy(10, 17)
+    with pytest.raises(ConfigError, match=match):
+        unlearn(_mlp(), forget=DataLoader(TensorDataset(x, y)), config=GradientAscentConfig(), device=device)
+
+
+def test_non_tty_logs_get_a_line_at_least_every_period(monkeypatch, capsys):
+    import time
+
+    from unlearnkit.cli import _Heartbeat
+
+    monkeypatch.setattr(_Heartbeat, "EVERY", 1.0)
+    monkeypatch.setattr(_Heartbeat, "active", True)
+    log = _Heartbeat.wrap(lambda m: print(m))
+    log("training original model")
+    time.sleep(3.5)
+    monkeypatch.setattr(_Heartbeat, "active", False)
+    out = capsys.readouterr().out
+    assert out.startswith("training original model") and "... still working on the step above" in out
