@@ -156,6 +156,10 @@ def test_float_labels_and_bad_items_are_typed_errors(no_method_runs):
         unlearn(_mlp(), forget=DataLoader(TensorDataset(x, torch.full((10,), 0.5))), retain=retain,
                 config=GradientAscentConfig())
 
+    with pytest.raises(DataError, match=r"one class id per example \(shape \(N,\)\), got shape \(10, 3\)"):
+        unlearn(_mlp(), forget=DataLoader(TensorDataset(x, torch.zeros(10, 3, dtype=torch.long))), retain=retain,
+                config=GradientAscentConfig())
+
     class Broken(Dataset):
         def __len__(self):
             return 3

@@ -132,9 +132,6 @@ def _scan(name: str, loader: DataLoader) -> _Scan:
         sc = _Scan(name, n, x, y, torch.as_tensor(rows), ds, full=len(rows) == n)
     if sc.x is not None:
         _check_finite(name, sc.x)
-    if sc.y is not None and sc.y.ndim != 1:
-        raise DataError(f"{name} labels must be one class id per example (shape (N,)), got shape "
-                        f"{tuple(sc.y.shape)}")
     return sc
 
 
@@ -146,10 +143,17 @@ def _check_finite(name: str, x: torch.Tensor) -> None:
                             f"position {int(bad.nonzero()[0])}): clean or drop those rows first")
 
 
-def _check_labels(sc: _Scan, num_classes: int) -> None:
+def _check_labels(sc: _Scan, num_classes: int, strict: bool) -> None:
+    """Labels must be class ids in ``[0, num_classes)``. With a custom loss (``strict=False``) targets may be
+    anything the loss takes (e.g. multi-label vectors): only 1-D integer labels are range-checked then."""
     y = sc.y
     if y is None or not len(y):
         return
+    if not strict and (y.ndim != 1 or y.is_floating_point() or y.dtype == torch.bool):
+        return
+    if y.ndim != 1:
+        raise DataError(f"{sc.name} labels must be one class id per example (shape (N,)), got shape "
+                        f"{tuple(y.shape)}; pass loss_fn= for other targets")
     if y.is_floating_point() or y.dtype == torch.bool:
         if y.dtype == torch.bool or not bool((y == y.round()).all()):
             raise DataError(f"{sc.name} labels must be integer class ids in [0, {num_classes - 1}], got {y.dtype} "
@@ -162,19 +166,18 @@ def _check_labels(sc: _Scan, num_classes: int) -> None:
 
 
 def _row_keys(x: torch.Tensor, y: torch.Tensor | None, chunk: int = 1024) -> np.ndarray:
-    """A 64-bit key per row of (input, label), equal for equal rows: a fixed random linear map of the row's bytes
-    (as float64 words) modulo 2**64. Matches are confirmed exactly by the caller."""
-    flat = x.reshape(len(x), -1)
+    """A 64-bit key per row of (input, label), equal for equal rows: a fixed random linear map of the row's values
+    (as float64 words) modulo 2**64. Labels may be class ids or target vectors. Matches are confirmed exactly by the
+    caller."""
+    parts = [x.reshape(len(x), -1)] + ([] if y is None else [y.reshape(len(y), -1)])
+    width = sum(p.shape[1] for p in parts)
     rng = np.random.default_rng(0x0DD5)
-    coef = rng.integers(1, 2**63, size=flat.shape[1] + 1, dtype=np.uint64) | np.uint64(1)
+    coef = rng.integers(1, 2**63, size=width, dtype=np.uint64) | np.uint64(1)
     keys = np.empty(len(x), dtype=np.uint64)
     with np.errstate(over="ignore"):
         for s in range(0, len(x), chunk):
-            w = flat[s:s + chunk].detach().cpu().double().contiguous().numpy().view(np.uint64)
-            k = (w * coef[:-1]).sum(axis=1, dtype=np.uint64)
-            if y is not None:
-                k = k + y[s:s + chunk].detach().cpu().long().numpy().astype(np.uint64) * coef[-1]
-            keys[s:s + chunk] = k
+            w = torch.cat([p[s:s + chunk].detach().cpu().double() for p in parts], dim=1).contiguous().numpy()
+            keys[s:s + chunk] = (w.view(np.uint64) * coef).sum(axis=1, dtype=np.uint64)
     return keys
 
 
@@ -198,6 +201,8 @@ def _check_overlap(f: _Scan | None, r: _Scan | None, forget: DataLoader | None, 
         return
     if f.x is None or r.x is None or f.x.shape[1:] != r.x.shape[1:]:
         return  # different input shapes: the shape probe reports it
+    if (f.y is None) != (r.y is None) or (f.y is not None and r.y is not None and f.y.shape[1:] != r.y.shape[1:]):
+        return  # labels of different shapes cannot be equal
     fk, rk = _row_keys(f.x, f.y), _row_keys(r.x, r.y)
     cand = np.flatnonzero(np.isin(fk, rk))
     if not len(cand):
@@ -206,7 +211,7 @@ def _check_overlap(f: _Scan | None, r: _Scan | None, forget: DataLoader | None, 
     for j, k in enumerate(rk.tolist()):
         where.setdefault(k, []).append(j)
     hits = [i for i in cand.tolist() if any(torch.equal(f.x[i], r.x[j]) and (f.y is None or r.y is None or
-                                                                             int(f.y[i]) == int(r.y[j]))
+                                                                             torch.equal(f.y[i], r.y[j]))
                                             for j in where[int(fk[i])])]
     if hits:
         sampled = "" if f.full and r.full else " (found in the scanned sample)"
@@ -433,7 +438,7 @@ def unlearn(model: nn.Module, *, forget: DataLoader | None, retain: DataLoader |
              if loader is not None}
     if num_classes is not None:
         for sc in scans.values():
-            _check_labels(sc, num_classes)
+            _check_labels(sc, num_classes, strict=loss_fn is None)
     _check_overlap(scans.get("forget"), scans.get("retain"), forget, retain)
     problems = spec.validate_model(model)
     if problems:
@@ -453,7 +458,7 @@ def unlearn(model: nn.Module, *, forget: DataLoader | None, retain: DataLoader |
     if num_classes is not None and not given and loss_fn is None:
         # With the default cross-entropy a label outside the model's outputs would fail deep inside the method.
         for sc in scans.values():
-            _check_labels(sc, num_classes)
+            _check_labels(sc, num_classes, strict=True)
 
     data = UnlearnData(forget=forget, retain=retain, val=val, forget_classes=classes, num_classes=num_classes,
                        device=dev, loss_fn=loss_fn or default_loss, stats=stats, progress=progress)
