@@ -581,3 +581,30 @@ def test_non_tty_logs_get_a_line_at_least_every_period(monkeypatch, capsys):
     monkeypatch.setattr(_Heartbeat, "active", False)
     out = capsys.readouterr().out
     assert out.startswith("training original model") and "... still working on the step above" in out
+
+
+def test_thread_count_is_part_of_the_model_cache_key(tmp_path, monkeypatch):
+    from unlearnkit.pipeline import Experiment
+
+    f = _numeric_csv(tmp_path / "d.csv", n=60)
+    keys = []
+    monkeypatch.setattr("unlearnkit.checkpoints.ModelCache.get", lambda self, key: keys.append(key))
+    exp = Experiment(f"csv:{f}", "mlp", cache_dir=tmp_path / "c", progress=False, log=lambda m: None)
+    monkeypatch.setattr("unlearnkit.pipeline.train", _stop)
+    old = torch.get_num_threads()
+    try:
+        for n in (1, 2, 1):
+            torch.set_num_threads(n)
+            with pytest.raises(_Stop):
+                exp.original(0)
+    finally:
+        torch.set_num_threads(old)
+    assert keys[0] == keys[2] != keys[1]
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop(*a, **k):
+    raise _Stop

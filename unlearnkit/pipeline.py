@@ -231,10 +231,13 @@ class Experiment:
     def _trained(self, role: str, seed: int, data: LabeledDataset, extra: dict[str, Any],
                  info: dict[str, Any] | None = None) -> TrainedModel:
         # The CPU thread count changes the order of floating-point sums, hence the weights: it is part of the key.
+        # One thread (the default) adds nothing, so caches keyed before the count was recorded stay valid as
+        # one-thread models (a cache filled with more threads before then is reused, not bit-identical).
         threads = torch.get_num_threads() if self.device.type == "cpu" else None
+        by_threads = {} if threads in (None, 1) else {"threads": threads}
         key = self.cache.key(role=role, dataset=self.splits.hash, model=self.model_spec(), arch=self.arch_signature(),
                              recipe=self.recipe.to_dict(), seed=int(seed), code=TRAINING_CODE_VERSION,
-                             threads=threads, **extra)
+                             **by_threads, **extra)
         # Rank 0 decides whether the cache holds the model, so all ranks take the same branch (a collective
         # training run on some ranks only would hang); others receive rank 0's weights if their disk lacks it.
         record = self.record_stats and role == "original"
