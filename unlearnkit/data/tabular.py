@@ -105,7 +105,7 @@ def load_csv_arrays(path: str, label_column: str | int | None = None, *, header:
     feat_cols = [j for j in range(width) if j not in (li, ii)]
     if header is None:
         header = by_name or id_by_name or any(not _is_number(first[j]) for j in feat_cols)
-        if not header and len(rows) > 2 and all(len(r) <= li or r[li] != first[li] for _, r in rows[1:]):
+        if not header and len(rows) > 2 and all(len(r) == width and r[li] != first[li] for _, r in rows[1:]):
             # A label value seen once, in row 1, among numeric features: a numeric header like label,1,2,...,16.
             header = True
             warnings.warn(f"{p}: taking the first row as a header, since its label {first[li]!r} appears in no "
