@@ -259,3 +259,29 @@ def test_report_json_of_pending_request(where, tmp_path):
     assert d["status"] == "pending" and d["request"]["n_samples"] == 3 and d["application"] is None
     text = js.read_text() + page.read_text()
     assert "train_indices\"" not in text  # counts and hashes, never the indices or the data
+
+
+# --- bench: seq_ids -------------------------------------------------------------------------------------------------
+
+
+def test_bench_seq_ids_scenario():
+    import numpy as np
+
+    from unlearnkit.bench import SCENARIOS, scenario_splits
+    from unlearnkit.pipeline import Experiment
+
+    exp = Experiment("digits", progress=False, log=lambda m: None)
+    sc = SCENARIOS["seq_ids"]
+    steps = scenario_splits(exp, sc, seed=0)
+    n = len(exp.splits.train)
+    assert len(steps) == 5 and all(sp.request.kind == "ids" for sp in steps)
+    sizes = np.diff([0, *[len(sp.forget_idx) for sp in steps]])
+    assert all(round(0.01 * n) <= k <= round(0.04 * n) for k in sizes), sizes
+    assert len(set(sizes.tolist())) > 1  # random sizes, not one fixed size
+    for a, b in zip(steps, steps[1:]):
+        assert np.isin(a.forget_idx, b.forget_idx).all()  # the union grows
+    for sp in steps:
+        assert len(np.intersect1d(sp.forget_idx, sp.retain_idx)) == 0 and len(sp.forget_idx) + len(sp.retain_idx) == n
+    again = scenario_splits(exp, sc, seed=0)
+    assert all(np.array_equal(x.forget_idx, y.forget_idx) for x, y in zip(steps, again))  # seeded
+    assert not np.array_equal(scenario_splits(exp, sc, seed=1)[0].forget_idx, steps[0].forget_idx)
