@@ -40,6 +40,7 @@ def _deploy_copy(original: Path, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(original, folder / "model.safetensors")
     shutil.copyfile(original.with_suffix(".json"), folder / "model.json")
+    os.chmod(folder / "model.safetensors", 0o644)
     return folder / "model.safetensors"
 
 
@@ -95,6 +96,7 @@ def test_e2e_sequential_application(e2e, capsys):
         assert [a.request_ids for a in apps] == [[1], [2], [3]]
         assert all(a.method == "sfron" and a.mode == "sequential" for a in apps)
         assert apps[0].model_before == file_sha256(e2e["ckpt_orig"])
+        assert e2e["ckpt"].stat().st_mode & 0o777 == 0o644  # replaced, with its permissions kept
         _check_consistent(led, e2e["ckpt"], 3)
         assert not led.requests(pending=True)
         ev = {e["request_id"]: e for e in led.evidence()}

@@ -555,7 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--methods", default="all", help="'all' or a comma-separated list (default all)")
     p.add_argument("--scenarios", default="all",
-                   help="'all' or a list of class1,class3,random1,random10,random30,subclass,seq_random,seq_class,seq_ids")
+                   help="'all' or a list of class1,class3,random1,random10,random30,subclass,seq_random,seq_class")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     p.add_argument("--out", default=None, help="output folder (default runs/bench-DATASET)")
     p.add_argument("--set", action="append", metavar="METHOD.FIELD=VALUE")

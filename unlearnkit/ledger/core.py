@@ -412,10 +412,18 @@ class Ledger:
 
     @staticmethod
     def _deploy(version: Path, ckpt: Path) -> None:
-        atomic_write(ckpt, lambda tmp: shutil.copyfile(version, tmp))
-        side = version.with_suffix(".json")
-        if side.is_file():
-            atomic_write(ckpt.with_suffix(".json"), lambda tmp: shutil.copyfile(side, tmp))
+        """Replace the deployed checkpoint (and its .json manifest) by ``version`` atomically, keeping its
+        permissions (a serving process of another user must still read it)."""
+        for src, dest in ((version, ckpt), (version.with_suffix(".json"), ckpt.with_suffix(".json"))):
+            if not src.is_file():
+                continue
+            mode = dest.stat().st_mode & 0o7777 if dest.exists() else 0o644
+
+            def write(tmp: str, src: Path = src, mode: int = mode) -> None:
+                shutil.copyfile(src, tmp)
+                os.chmod(tmp, mode)
+
+            atomic_write(dest, write)
 
     def _apply_one(self, exp: Any, man: dict[str, Any], ckpt: Path, versions: Path, initial: str,
                    group: list[Request], split: Any, cfg: Any, method: str, seed: int, tier: str, mode: str,

@@ -106,9 +106,12 @@ def statement(rep: dict[str, Any]) -> list[str]:
     if ev.get("tier") == "audit" and m.get("audit"):
         rows = {x["method"]: x for x in m["audit"]}
         u = rows.get(app["method"], {}).get("metrics", {})
+        base = rows.get("retrain", {}).get("metrics", {})
         s.append(f"U-LiRA audit of {app['method']} on these samples: attack accuracy {_f(u.get('ulira_accuracy'), 1)}%"
-                 f" (50% = unlearned models indistinguishable from never-trained ones), with "
-                 f"{rows.get(app['method'], {}).get('models')} shadow models; it audits the method, not this model.")
+                 f" (50% = unlearned models indistinguishable from never-trained ones; retraining from scratch "
+                 f"scores {_f(base.get('ulira_accuracy'), 1)}% with the same "
+                 f"{rows.get(app['method'], {}).get('models')} shadow models, the attack's baseline at this K). It "
+                 "audits the method on these samples, not this model.")
     s.append("What this does not prove: approximate unlearning gives statistical evidence, not a proof of exact "
              "removal. The metrics above are estimates on finite sets; stronger attacks than those run may still "
              "detect traces of the samples, and nothing here covers copies of the data outside this model "
