@@ -317,3 +317,32 @@ def test_batch_application(original, tmp_path):
         ev = led.evidence()
         assert [e["tier"] for e in ev] == ["cheap", "cheap"] and all(e["reference"] is None for e in ev)
         assert all(e["metrics"]["after"]["n_forget"] == 3 for e in ev)
+
+
+def test_plain_safetensors_classifier(original, tmp_path, capsys):
+    """A safetensors state dict without an unlearnkit manifest, with its dataset (and model) named on the CLI."""
+    from safetensors.torch import save_file
+
+    from unlearnkit.checkpoints import build_from_checkpoint
+
+    ckpt_orig, cache = original
+    model, _ = build_from_checkpoint(ckpt_orig)
+    ckpt = tmp_path / "plain.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(ckpt))
+    where = str(tmp_path / "ledger.sqlite")
+    assert main(["request", "add", "--ledger", where, "--dataset", "digits", "--ids",
+                 _ids(tmp_path, "a.ids", [5, 17, 40])]) == 0
+    before = snapshot(where)
+    capsys.readouterr()
+    base = ["request", "apply", "--ledger", where, "--checkpoint", str(ckpt), "--method", "gradient_ascent",
+            "--evidence", "cheap", "--cache-dir", str(cache), "-q"]
+    assert main(base) == 2  # without --dataset it cannot be read
+    assert "not an unlearnkit safetensors file" in capsys.readouterr().err
+    assert main([*base, "--dataset", "digits", "--model", "mlp"]) == 2  # the wrong architecture
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not a state dict of model mlp on digits" in err[0]
+    assert snapshot(where) == before
+    assert main([*base, "--dataset", "digits", "--model", "cnn"]) == 0
+    with Ledger(where, log=lambda m: None) as led:
+        _check_consistent(led, ckpt, 1)
+        assert led.applications()[0].model_before != led.applications()[0].model_after

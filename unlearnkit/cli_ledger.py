@@ -60,7 +60,9 @@ def cmd_request_apply(args: argparse.Namespace) -> int:
             raise ConfigError(f"--set names method {m!r}, but --method is {args.method!r}")
     with _ledger(args) as led:
         ids = led.apply(checkpoint=args.checkpoint, method=args.method, evidence=args.evidence, batch=args.batch,
-                        seed=args.seed, overrides=overrides.get(args.method), audit_models=args.audit_models)
+                        seed=args.seed, overrides=overrides.get(args.method), audit_models=args.audit_models,
+                        dataset=args.dataset, model=args.model, data_seed=args.data_seed,
+                        label_column=args.label_column)
     print(f"applied: {len(ids)} application(s)" + (f" ({', '.join(map(str, ids))})" if ids else ""))
     return 0
 
@@ -121,6 +123,12 @@ def add_ledger_parsers(sub: Any) -> None:
     p.add_argument("--cache-dir", default=os.environ.get("UNLEARNKIT_CACHE", ".unlearnkit_cache"),
                    help="model cache of the retrained references (env UNLEARNKIT_CACHE)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--dataset", default=None,
+                   help="for a plain safetensors classifier without an unlearnkit manifest: its dataset spec")
+    p.add_argument("--model", default=None, help="... and its model (mlp | cnn | resnet18 | vit; default the "
+                                                 "dataset's)")
+    p.add_argument("--data-seed", type=int, default=0, help="... and its split seed (default 0)")
+    p.add_argument("--label-column", default=None, help="... and a csv: dataset's label column")
     p.set_defaults(fn=cmd_request_apply)
 
     p = rs.add_parser("report", help="write the verification report of one request (HTML and JSON)")

@@ -36,10 +36,11 @@ from typing import Any
 import numpy as np
 
 from ..checkpoints import atomic_write, build_from_checkpoint, load_checkpoint, save_checkpoint
+from ..errors import CheckpointError
 from .resolve import sample_hashes, training_indices
 from .store import GENESIS, TABLES, LedgerError, Store, canonical, open_store, row_hash
 
-__all__ = ["Application", "Ledger", "Request", "VerifyResult", "file_sha256"]
+__all__ = ["Application", "Ledger", "Request", "VerifyResult", "file_sha256", "load_model"]
 
 TIERS = ("cheap", "standard", "audit")
 JSON_COLUMNS = {"dataset", "user_ids", "train_indices", "sample_hashes", "request_ids", "config", "code_version",
@@ -54,6 +55,27 @@ def file_sha256(path: Path | str) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def load_model(path: Path | str, exp: Any) -> Any:
+    """The model of a checkpoint: an unlearnkit checkpoint rebuilds itself; a plain safetensors state dict is
+    loaded (strictly) into ``exp``'s model."""
+    try:
+        return build_from_checkpoint(path, exp.device)[0]
+    except CheckpointError:
+        from safetensors.torch import load_file
+
+        try:
+            state = load_file(str(path))
+        except Exception:  # safetensors raises several types for foreign files
+            raise CheckpointError(f"{path} is not a safetensors file") from None
+        model = exp.new_model(0)
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            raise LedgerError(f"{path} is not a state dict of model {exp.model_name} on {exp.dataset_spec} "
+                              f"({str(e).splitlines()[0]}); pass the right --model") from None
+        return model.eval()
 
 
 def _now() -> str:
@@ -248,8 +270,23 @@ class Ledger:
                           device=self.device, progress=False, log=self.log,
                           label_column=dataset.get("label_column"), **kw)
 
-    def _from_checkpoint(self, checkpoint: str | os.PathLike[str]) -> tuple[Any, dict[str, Any], dict[str, Any]]:
-        _, man = load_checkpoint(checkpoint)
+    def _from_checkpoint(self, checkpoint: str | os.PathLike[str], *, dataset: str | None = None,
+                         model: str | None = None, data_seed: int = 0, label_column: str | None = None
+                         ) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+        """``(experiment, dataset, manifest)`` of a checkpoint: an unlearnkit checkpoint names its dataset, model
+        and recipe; a plain safetensors classifier needs ``dataset`` (and ``model`` unless the dataset's default)."""
+        try:
+            _, man = load_checkpoint(checkpoint)
+        except CheckpointError:
+            if dataset is None or not Path(checkpoint).is_file():
+                raise
+            ds = {"spec": str(dataset), "seed": int(data_seed), "label_column": label_column}
+            exp = self._experiment(ds, {"model": {"name": model, "kwargs": {}}} if model else None)
+            load_model(checkpoint, exp)  # refuses a file that is not a state dict of this model
+            man = {"role": "original", "dataset": exp.splits.manifest, "model": exp.model_spec(),
+                   "recipe": exp.recipe.to_dict(), "seed": 0,
+                   "source": "plain safetensors without an unlearnkit manifest; recipe: the dataset's default"}
+            return exp, ds, man
         ds = man.get("dataset") or {}
         if not ds.get("spec"):
             raise LedgerError(f"checkpoint {checkpoint}'s manifest names no dataset; pass --dataset instead")
@@ -310,7 +347,8 @@ class Ledger:
     # --- applying -------------------------------------------------------------------------------------------------
     def apply(self, *, checkpoint: str | os.PathLike[str], method: str, evidence: str = "standard",
               batch: bool = False, seed: int = 0, overrides: dict[str, Any] | None = None,
-              audit_models: int = 8) -> list[int]:
+              audit_models: int = 8, dataset: str | None = None, model: str | None = None, data_seed: int = 0,
+              label_column: str | None = None) -> list[int]:
         """Apply every pending request of the checkpoint's dataset, in order; returns the new application ids.
 
         One sequential step per request (``batch=False``) or one step for all of them. The deployed ``checkpoint``
@@ -318,6 +356,8 @@ class Ledger:
         ``evidence``: ``cheap`` (accuracies and membership attacks of the unlearned model), ``standard`` (also the
         gap to the model retrained without everything forgotten so far, from the model cache, the noise floor and
         the single-step comparison) or ``audit`` (also U-LiRA with ``audit_models`` shadow models).
+        ``dataset``/``model``/``data_seed``/``label_column`` are read only for a plain safetensors classifier
+        without an unlearnkit manifest (its references then train with the dataset's default recipe).
         """
         from ..methods.base import get_method
         from ..pipeline import build_config
@@ -328,7 +368,8 @@ class Ledger:
         if evidence == "audit" and (audit_models < 2 or audit_models % 2):
             raise LedgerError(f"audit_models must be an even number >= 2, got {audit_models}")
         ckpt = Path(checkpoint).resolve()
-        exp, _, man = self._from_checkpoint(ckpt)
+        exp, _, man = self._from_checkpoint(ckpt, dataset=dataset, model=model, data_seed=data_seed,
+                                            label_column=label_column)
         dh = exp.splits.hash
         self._sync_deployed(ckpt, dh)
         pending = self.requests(pending=True, dataset_hash=dh)
@@ -434,7 +475,7 @@ class Ledger:
 
         started = _now()
         before_hash = file_sha256(ckpt)
-        before, _ = build_from_checkpoint(ckpt, exp.device)
+        before = load_model(ckpt, exp)
         ids = [r.id for r in group]
         self.log(f"applying request{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))} with {method} "
                  f"({len(split.forget_idx)} samples)")

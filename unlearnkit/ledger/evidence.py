@@ -45,9 +45,8 @@ def gather(ledger: Any, exp: Any, *, tier: str, group: list[Any], split: Any, be
            method: str, cfg: Any, seed: int, initial: Path, is_first: bool, prior: list[Any],
            audit_models: int, overrides: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """One evidence row (without ids) per request of ``group``."""
-    from ..checkpoints import build_from_checkpoint
     from ..requests import ForgetRequest, ForgetSplit
-    from .core import file_sha256
+    from .core import file_sha256, load_model
 
     n = len(exp.splits.train)
     retain = split.retain_idx
@@ -68,7 +67,7 @@ def gather(ledger: Any, exp: Any, *, tier: str, group: list[Any], split: Any, be
         if is_first:
             single = after  # the first application of a lineage *is* the single-step application
         else:
-            first, _ = build_from_checkpoint(initial, exp.device)
+            first = load_model(initial, exp)
             sres, _ = exp.run_method(method, first, usplit, seed, config=cfg)
             single = sres.model
         uev = _evaluator(exp, union, retain, union_classes, seed)
