@@ -157,7 +157,7 @@ def _plots(rep: dict[str, Any]) -> list[tuple[str, str]]:
         steps = [h["step"] for h in hist]
         ax.plot(steps, [h["sequential_avg_gap"] for h in hist], marker="o", label="sequential (deployed)")
         ax.plot(steps, [h["single_step_avg_gap"] for h in hist], marker="s", label="single-step on the union")
-        ax.plot(steps, [h["noise_floor_avg_gap"] for h in hist], linestyle="--", label="noise floor")
+        ax.plot(steps, [h["noise_floor_avg_gap"] for h in hist], linestyle="--", marker="x", label="noise floor")
         ax.set_xticks(steps)
         ax.set_xlabel("application (step)")
         ax.set_ylabel("avg_gap to retrained (points)")
