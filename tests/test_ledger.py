@@ -245,6 +245,7 @@ def test_request_list_cli(where, tmp_path, capsys):
 
 
 def test_unreachable_postgres_is_one_line(capsys):
+    pytest.importorskip("psycopg")  # installed by `pip install '.[postgres]'` (.ci/run does)
     rc = main(["request", "list", "--ledger", "postgresql://nobody:secret@127.0.0.1:9/none"])
     lines = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(lines) == 1 and "cannot connect to the PostgreSQL ledger" in lines[0]
