@@ -11,6 +11,8 @@ Scenarios (each a kind of forget request):
 ``subclass``    one sub-class of one class (``subclass:3/0``); the reference keeps the other sub-class
 ``seq_random``  5 requests of a random 2% each, arriving one after another (disjoint draws)
 ``seq_class``   3 requests of one class each (classes 1, 3, 5), one after another
+``seq_ids``     5 ``ids`` requests of random sizes (each 1-4% of the training set, drawn from the seed; disjoint),
+                one after another: deletion requests as they arrive (``unlearnkit request``)
 ==============  ==============================================================================================
 
 In a sequential scenario each request is applied to the previous step's unlearned model, and after each step the
@@ -53,6 +55,7 @@ class Scenario:
     steps: int = 1
     step_fraction: float = 0.0  # seq_random
     step_classes: tuple[int, ...] = ()  # seq_class
+    step_size_range: tuple[float, ...] = ()  # seq_ids: (low, high) of each step's fraction, drawn uniformly
 
     @property
     def sequential(self) -> bool:
@@ -68,6 +71,8 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("subclass", "subclass", "one sub-class of class 3", ("subclass:3/0",)),
     Scenario("seq_random", "random", "5 sequential random 2% requests", steps=5, step_fraction=0.02),
     Scenario("seq_class", "class", "3 sequential one-class requests (1, 3, 5)", steps=3, step_classes=(1, 3, 5)),
+    Scenario("seq_ids", "ids", "5 sequential ids requests of random size (1-4% each)", steps=5,
+             step_size_range=(0.01, 0.04)),
 ]}
 
 
@@ -95,6 +100,11 @@ def scenario_splits(exp: Experiment, sc: Scenario, seed: int) -> list[ForgetSpli
             raise RequestError(f"scenario {sc.name} needs classes {list(sc.step_classes)}; the dataset has "
                                f"{exp.splits.num_classes}")
         steps = [np.flatnonzero(train.y.numpy() == c) for c in sc.step_classes]
+    elif sc.step_size_range:
+        rng = np.random.default_rng([int(seed), 0x5E1D])
+        sizes = [max(1, int(round(f * n))) for f in rng.uniform(*sc.step_size_range, size=sc.steps)]
+        perm, ends = rng.permutation(n), np.cumsum([0, *sizes])
+        steps = [np.sort(perm[a:b]) for a, b in zip(ends[:-1], ends[1:])]
     else:
         k = int(round(sc.step_fraction * n))
         if k == 0:
@@ -105,8 +115,12 @@ def scenario_splits(exp: Experiment, sc: Scenario, seed: int) -> list[ForgetSpli
     for t, new in enumerate(steps):
         union = np.union1d(union, new).astype(np.int64)
         classes = tuple(sc.step_classes[:t + 1]) if sc.step_classes else None
-        req = (ForgetRequest(kind="class", classes=tuple(str(c) for c in sc.step_classes[:t + 1])) if classes
-               else ForgetRequest(kind="random", fraction=round(sc.step_fraction * (t + 1), 6)))
+        if classes:
+            req = ForgetRequest(kind="class", classes=tuple(str(c) for c in sc.step_classes[:t + 1]))
+        elif sc.step_size_range:  # names the step; the forget set itself is in the split (and its cache key)
+            req = ForgetRequest(kind="ids", path=f"{sc.name}#{t + 1}")
+        else:
+            req = ForgetRequest(kind="random", fraction=round(sc.step_fraction * (t + 1), 6))
         retain = np.setdiff1d(np.arange(n), union).astype(np.int64)
         out.append(ForgetSplit(req, union, retain, classes))
     return out

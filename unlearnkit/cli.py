@@ -876,6 +876,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="re-render DIR/report.md and its plots from DIR/results.json")
     p.add_argument("dir")
     p.set_defaults(fn=cmd_report)
+
+    from .cli_ledger import add_ledger_parsers  # `request` and `ledger`: deletion requests as a workflow
+
+    add_ledger_parsers(sub)
     return ap
 
 
