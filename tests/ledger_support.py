@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -90,3 +90,17 @@ def snapshot(where: str) -> list[Any]:
     """Every row of every ledger table (to show that a refused operation changed nothing)."""
     return [raw_query(where, f"SELECT * FROM {t} ORDER BY seq") for t in ("requests", "applications", "evidence")] + [
         raw_query(where, "SELECT * FROM chain_head")]
+
+
+def write_ids(path: Path, train_positions: Iterable[Any], *, raw: bool = False, sep: str = " ") -> str:
+    """Write an ids file naming the digits training examples at ``train_positions`` by their user ids (the index in
+    ``load_digits()``, :mod:`unlearnkit.data.ids`), so tests can speak of training indices; ``raw=True`` writes the
+    values as given (for ids that must be refused)."""
+    values = list(train_positions)
+    if not raw:
+        from unlearnkit.data import load_dataset
+
+        src = load_dataset("digits", seed=0).train.source_ids
+        values = [src[int(i)] for i in values]
+    path.write_text(sep.join(str(v) for v in values) + "\n")
+    return str(path)

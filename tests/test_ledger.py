@@ -11,9 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-from ledger_support import BACKENDS, ledger_location, raw_execute, raw_query, snapshot
+from ledger_support import BACKENDS, ledger_location, raw_execute, raw_query, snapshot, write_ids
 
 from unlearnkit.cli import main
+from unlearnkit.data import load_dataset
 from unlearnkit.ledger import SCHEMA_VERSION, Ledger, LedgerError
 from unlearnkit.ledger.store import GENESIS, open_store, row_hash
 
@@ -26,10 +27,9 @@ def where(request, tmp_path):
         yield w
 
 
-def _ids(tmp_path: Path, name: str, ids) -> str:
-    p = tmp_path / name
-    p.write_text(" ".join(str(i) for i in ids) + "\n")
-    return str(p)
+def _ids(tmp_path: Path, name: str, ids, raw: bool = False) -> str:
+    """An ids file naming the digits training examples at positions ``ids`` (``raw``: the ids as given)."""
+    return write_ids(tmp_path / name, ids, raw=raw)
 
 
 def _three(led: Ledger, tmp_path: Path) -> list[int]:
@@ -55,7 +55,9 @@ def test_rows_are_chained_and_verify(where, tmp_path):
             prev = r["row_hash"]
         assert led.store.head() == (3, prev)
         r1 = led.request(1)
-        assert r1.user_ids == ["1", "2", "3"] and r1.train_indices == [1, 2, 3] and len(r1.sample_hashes) == 3
+        src = load_dataset("digits", seed=0).train.source_ids  # the ids file names training examples 1, 2, 3
+        assert r1.user_ids == [str(src[i]) for i in (1, 2, 3)] and r1.train_indices == [1, 2, 3]
+        assert len(r1.sample_hashes) == 3
         assert r1.reason == "GDPR Art. 17" and r1.requester == "T-1" and r1.pending
         r3 = led.request(3)
         assert r3.kind == "class" and r3.user_ids is None and r3.n_samples == len(r3.train_indices) > 100
@@ -191,13 +193,13 @@ def test_default_location_and_env(tmp_path, monkeypatch):
 
 def _bad_inputs(tmp_path: Path) -> list[tuple[list[str], str]]:
     return [
-        (["--ids", _ids(tmp_path, "oor.ids", [5, 99999])], "index 99999 out of range"),
-        (["--ids", _ids(tmp_path, "dup.ids", [5, 7, 5])], "lists index 5 more than once"),
-        (["--ids", _ids(tmp_path, "neg.ids", [-1])], "index -1 out of range"),
+        (["--ids", _ids(tmp_path, "oor.ids", [5, 99999], raw=True)], "('99999'): out of range"),
+        (["--ids", _ids(tmp_path, "dup.ids", [5, 7, 5], raw=True)], "id 5 is listed more than once"),
+        (["--ids", _ids(tmp_path, "neg.ids", [-1], raw=True)], "('-1'): out of range"),
         (["--ids", str(tmp_path / "missing.ids")], "not found"),
-        (["--ids", _ids(tmp_path, "txt.ids", ["abc"])], "must hold integers only"),
-        (["--ids", _ids(tmp_path, "empty.ids", [])], "is empty"),
-        (["--ids", _ids(tmp_path, "again.ids", [2])], "index 2 is already listed in request 1"),
+        (["--ids", _ids(tmp_path, "txt.ids", ["abc"], raw=True)], "is not an integer"),
+        (["--ids", _ids(tmp_path, "empty.ids", [], raw=True)], "is empty"),
+        (["--ids", _ids(tmp_path, "again.ids", [2])], "(training index 2) is already listed in request 1"),
         (["--class", "11"], "unknown class '11'"),
         (["--ids", _ids(tmp_path, "x.ids", [9]), "--class", "3"], "either --ids FILE or --class C"),
         ([], "either --ids FILE or --class C"),

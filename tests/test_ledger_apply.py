@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from ledger_support import BACKENDS, ledger_location, raw_execute, raw_query, snapshot
+from ledger_support import BACKENDS, ledger_location, raw_execute, raw_query, snapshot, write_ids
 
 from unlearnkit.checkpoints import save_checkpoint
 from unlearnkit.cli import main
@@ -45,9 +45,8 @@ def _deploy_copy(original: Path, folder: Path) -> Path:
 
 
 def _ids(folder: Path, name: str, ids) -> str:
-    p = folder / name
-    p.write_text(",".join(str(i) for i in ids) + "\n")
-    return str(p)
+    """An ids file naming the digits training examples at positions ``ids`` by their user ids."""
+    return write_ids(folder / name, ids, sep=",")
 
 
 def _check_consistent(led: Ledger, ckpt: Path, n_requests: int) -> None:
@@ -113,7 +112,7 @@ def test_e2e_sequential_application(e2e, capsys):
                str(e2e["dir"] / "a.ids")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1
-    assert "index 5 is already forgotten by request 1 (ids:a.ids, applied in application 1)" in err[0]
+    assert "(training index 5) is already forgotten by request 1 (ids:a.ids, applied in application 1)" in err[0]
     rc = main(["request", "add", "--ledger", e2e["where"], "--checkpoint", str(e2e["ckpt"]), "--class", "3"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "every sample of class:3 is already forgotten by request 3" in err[0]

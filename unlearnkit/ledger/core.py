@@ -317,7 +317,7 @@ class Ledger:
             ds = {"spec": str(dataset), "seed": int(data_seed), "label_column": label_column}
             exp = self._experiment(ds)
         selector, given, idx, _ = training_indices(exp, ids_file=None if ids is None else str(ids),
-                                                   cls=None if cls is None else str(cls))
+                                                   cls=None if cls is None else str(cls), log=self.log)
         hashes = sample_hashes(exp.splits.train, idx)
         kind = "class" if cls is not None else "ids"
         row = {"received_at": _now(), "requester": str(requester or ""), "reason": str(reason or ""),
@@ -325,13 +325,15 @@ class Ledger:
                "user_ids": given, "train_indices": [int(i) for i in idx], "sample_hashes": hashes,
                "n_samples": int(len(idx))}
         with self.store.write() as cur:
-            self._check_overlap(cur, exp.splits.hash, kind, selector, idx)
+            self._check_overlap(cur, exp.splits.hash, kind, selector, idx, exp.splits.train.source_ids)
             row["id"] = self.store.next_id(cur, "requests")
             self.store.append(cur, "requests", _encode(row))
         return int(row["id"])
 
-    def _check_overlap(self, cur: Any, dataset_hash: str, kind: str, selector: str, idx: np.ndarray) -> None:
-        """Refuse samples already forgotten (or already requested); a class request may cover earlier ids."""
+    def _check_overlap(self, cur: Any, dataset_hash: str, kind: str, selector: str, idx: np.ndarray,
+                       source_ids: Any = None) -> None:
+        """Refuse samples already forgotten (or already requested); a class request may cover earlier ids. Samples
+        are named by the user's id (``source_ids``, :mod:`unlearnkit.data.ids`) and their training index."""
         new = set(int(i) for i in idx)
         for r in self.requests(dataset_hash=dataset_hash, cur=cur):
             both = new.intersection(r.train_indices)
@@ -339,7 +341,10 @@ class Ledger:
                 continue
             state = f"applied in application {r.application_id}" if not r.pending else "pending"
             if kind == "ids" or new <= set(r.train_indices):
-                what = f"index {min(both)}" if kind == "ids" else f"every sample of {selector}"
+                first = min(both)
+                uid = "" if source_ids is None else f"id {source_ids[first]} (training "
+                what = (f"{uid}index {first}{')' if uid else ''}" if kind == "ids"
+                        else f"every sample of {selector}")
                 verb = "already forgotten by" if not r.pending else "already listed in"
                 raise LedgerError(f"{what} is {verb} request {r.id} ({r.selector}, {state}); remove it from the "
                                   "request")

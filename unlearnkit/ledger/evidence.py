@@ -91,7 +91,7 @@ def gather(ledger: Any, exp: Any, *, tier: str, group: list[Any], split: Any, be
 
         out = initial.parent / f"audit-{hashlib.sha256(canonical([int(i) for i in union]).encode()).hexdigest()[:16]}"
         out.mkdir(parents=True, exist_ok=True)
-        request = indices_request(union, out / "union.ids")
+        request = indices_request(exp.splits.train, union, out / "union.ids")
         res = run_audit(exp, request=request, methods=[method], k=audit_models, seed=seed, out=out,
                         overrides={method: dict(overrides or {})},
                         log=ledger.log)
