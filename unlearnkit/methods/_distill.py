@@ -56,4 +56,7 @@ def kl_to_teacher(student_logits: torch.Tensor, teacher_probs: torch.Tensor, tem
     ``reduction='batchmean'`` sums over classes and averages over the batch (the KL per example);
     ``'mean'`` averages over every element, i.e. ``batchmean / num_classes``; ``'sum'`` sums everything.
     """
-    return F.kl_div(F.log_softmax(student_logits / temperature, dim=1), teacher_probs, reduction=reduction)
+    log_p = F.log_softmax(student_logits / temperature, dim=1)
+    if reduction == "mean":  # the same as F.kl_div's 'mean' without its deprecation warning
+        return F.kl_div(log_p, teacher_probs, reduction="sum") / log_p.numel()
+    return F.kl_div(log_p, teacher_probs, reduction=reduction)
