@@ -330,7 +330,7 @@ def test_scrub_max_step_increases_kl_to_the_teacher_on_the_forget_batch():
     # One max step on the single forget batch; min steps with zero loss weights and no decay/momentum change
     # nothing, so the result is exactly the max step.
     cfg = ScrubConfig(epochs=1, msteps=1, lr=0.05, momentum=0.0, weight_decay=0.0, gamma=0.0, alpha=0.0,
-                      forget_batch_size=16, retain_batch_size=64, schedule="constant")
+                      forget_batch_size=16, batch_size=64, schedule="constant")
     res = unlearnkit.unlearn(model, forget=forget, retain=retain, config=cfg)
     xf = x[:16]
     with torch.no_grad():

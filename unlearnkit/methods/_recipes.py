@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from dataclasses import field
 from typing import Any, ClassVar
 
 import torch
@@ -18,7 +19,7 @@ import torch
 from ..errors import ConfigError
 from .base import UnlearnConfig
 
-__all__ = ["RecipeConfig", "epoch_lr", "make_optimizer", "set_lr"]
+__all__ = ["OptimRecipeConfig", "RecipeConfig", "epoch_lr", "make_optimizer", "optimizer_step", "set_lr"]
 
 
 @dataclasses.dataclass
@@ -58,6 +59,39 @@ class RecipeConfig(UnlearnConfig):
             self._check_choice(name, choices)
 
 
+@dataclasses.dataclass
+class OptimRecipeConfig(RecipeConfig):
+    """A recipe config with the optimiser fields every fine-tuning baseline shares (all ``None`` = the recipe's)."""
+
+    #: the lr schedules a subclass accepts (``step`` needs ``lr_decay_epochs``, only ``scrub`` has them).
+    SCHEDULES: ClassVar[tuple[str, ...]] = ("constant", "cosine")
+
+    epochs: int | None = field(default=None, metadata={"help": "Passes over the data the method uses (None: the "
+                                                               "recipe's)."})
+    lr: float | None = field(default=None, metadata={"help": "Learning rate (None: the recipe's)."})
+    momentum: float | None = field(default=None, metadata={"help": "SGD momentum (None: the recipe's)."})
+    weight_decay: float | None = field(default=None, metadata={"help": "Weight decay (None: the recipe's)."})
+    batch_size: int | None = field(default=None, metadata={"help": "Mini-batch size (None: the recipe's)."})
+    schedule: str | None = field(default=None, metadata={
+        "help": "Learning rate over epochs: 'constant', 'cosine' (per epoch, to 0) or, where offered, 'step' "
+                "(None: the recipe's)."})
+    optimizer: str | None = field(default=None, metadata={"help": "'sgd' or 'adam' (None: the recipe's)."})
+
+    def validate(self) -> None:
+        super().validate()
+        self._check_opt("epochs", 0, integer=True)
+        self._check_opt("lr", 0.0)
+        self._check_opt("momentum", 0.0, 1.0, hi_open=True)
+        self._check_opt("weight_decay", 0.0)
+        self._check_opt("batch_size", 1, integer=True)
+        self._check_opt_choice("schedule", self.SCHEDULES)
+        self._check_opt_choice("optimizer", ("sgd", "adam"))
+
+    def make_optimizer(self, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+        return make_optimizer(params, self.get("optimizer"), self.get("lr"), self.get("momentum"),
+                              self.get("weight_decay"))
+
+
 def epoch_lr(base: float, schedule: str, epoch: int, epochs: int, *, milestones: tuple[int, ...] = (),
              rate: float = 0.1) -> float:
     """The learning rate of epoch ``epoch`` (0-based) of ``epochs``.
@@ -85,3 +119,14 @@ def make_optimizer(params: list[torch.nn.Parameter], name: str, lr: float, momen
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, max_norm: float = 0.0) -> float:
+    """Zero the gradients, back-propagate ``loss``, clip the total norm of the optimiser's parameters' gradients
+    to ``max_norm`` (0: no clipping), step; returns the loss value."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if max_norm > 0:
+        torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], max_norm)
+    opt.step()
+    return float(loss.detach())

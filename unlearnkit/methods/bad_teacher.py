@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from ._common import loader_seed, make_generator, rebatch
 from ._distill import frozen_copy, kl_to_teacher, random_init_copy
 from ._labels import Tagged
-from ._recipes import RecipeConfig, epoch_lr, make_optimizer, set_lr
+from ._recipes import OptimRecipeConfig, epoch_lr, optimizer_step, set_lr
 from .base import History, UnlearnData, register_method
 
 __all__ = ["BadTeacherConfig", "bad_teacher_loss"]
@@ -29,7 +29,7 @@ _SALT_LOADER, _SALT_INIT, _SALT_SUBSET = 100_000, 600_000, 700_000
 
 
 @dataclass
-class BadTeacherConfig(RecipeConfig):
+class BadTeacherConfig(OptimRecipeConfig):
     """Hyperparameters of :func:`bad_teacher`; recipes ``sfron`` (default) and ``official``."""
 
     ZERO_STRENGTH: ClassVar[dict[str, Any]] = {"epochs": 0}
@@ -46,13 +46,6 @@ class BadTeacherConfig(RecipeConfig):
     }
     recipe: str = field(default="sfron", metadata={
         "help": "'sfron' (the SFR-on repository's re-run) or 'official' (the paper's code)."})
-    epochs: int | None = field(default=None, metadata={"help": "Passes over forget ∪ retain (None: the recipe's)."})
-    lr: float | None = field(default=None, metadata={"help": "Learning rate (None: the recipe's)."})
-    momentum: float | None = field(default=None, metadata={"help": "SGD momentum (None: the recipe's)."})
-    weight_decay: float | None = field(default=None, metadata={"help": "Weight decay (None: the recipe's)."})
-    batch_size: int | None = field(default=None, metadata={"help": "Mini-batch size (None: the recipe's)."})
-    schedule: str | None = field(default=None, metadata={"help": "'constant' or 'cosine' (None: the recipe's)."})
-    optimizer: str | None = field(default=None, metadata={"help": "'sgd' or 'adam' (None: the recipe's)."})
     temperature: float | None = field(default=None, metadata={"help": "KL temperature (None: the recipe's)."})
     reduction: str | None = field(default=None, metadata={
         "help": "'mean' (per element: batch mean / num_classes, SFR-on) or 'batchmean' (official) (None: recipe)."})
@@ -61,13 +54,6 @@ class BadTeacherConfig(RecipeConfig):
 
     def validate(self) -> None:
         super().validate()
-        self._check_opt("epochs", 0, integer=True)
-        self._check_opt("lr", 0.0)
-        self._check_opt("momentum", 0.0, 1.0, hi_open=True)
-        self._check_opt("weight_decay", 0.0)
-        self._check_opt("batch_size", 1, integer=True)
-        self._check_opt_choice("schedule", ("constant", "cosine"))
-        self._check_opt_choice("optimizer", ("sgd", "adam"))
         self._check_opt("temperature", 0.0, lo_open=True)
         self._check_opt_choice("reduction", ("mean", "batchmean"))
         self._check_opt("retain_fraction", 0.0, 1.0, lo_open=True)
@@ -119,8 +105,7 @@ def bad_teacher(model: nn.Module, data: UnlearnData, cfg: BadTeacherConfig) -> H
         retain_ds = Subset(retain_ds, keep.sort().values.tolist())
     mixed = rebatch(ConcatDataset([Tagged(data.forget.dataset, True), Tagged(retain_ds, False)]),  # type: ignore[union-attr]
                     cfg.get("batch_size"), shuffle=True, seed=loader_seed(cfg.seed, _SALT_LOADER))
-    opt = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg.get("optimizer"), cfg.get("lr"),
-                         cfg.get("momentum"), cfg.get("weight_decay"))
+    opt = cfg.make_optimizer([p for p in model.parameters() if p.requires_grad])
     model.train()
     for epoch in tqdm(range(epochs), desc="bad_teacher", disable=not data.progress, leave=False):
         set_lr(opt, epoch_lr(cfg.get("lr"), cfg.get("schedule"), epoch, epochs))
@@ -128,11 +113,7 @@ def bad_teacher(model: nn.Module, data: UnlearnData, cfg: BadTeacherConfig) -> H
             x, is_f = x.to(dev), is_f.to(dev)
             with torch.no_grad():
                 tg, tb = good(x), bad(x)
-            loss = bad_teacher_loss(model(x), is_f, tg, tb, T, reduction)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            hist["kl"].append(float(loss.detach()))
+            hist["kl"].append(optimizer_step(opt, bad_teacher_loss(model(x), is_f, tg, tb, T, reduction)))
     return hist
 
 

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from ..errors import DataError
 from ._common import cycle, loader_seed, make_generator, rebatch
 from ._labels import Relabelled, draw_labels
-from ._recipes import RecipeConfig, epoch_lr, make_optimizer, set_lr
+from ._recipes import OptimRecipeConfig, epoch_lr, optimizer_step, set_lr
 from .base import History, UnlearnData, register_method
 
 __all__ = ["AmnesiacConfig", "FinetuneConfig", "GradientAscentConfig", "NegGradPlusConfig", "RandomLabelConfig"]
@@ -42,43 +42,11 @@ _SGD = dict(momentum=0.9, weight_decay=5e-4, optimizer="sgd")
 # ---------------------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class _EpochConfig(RecipeConfig):
-    epochs: int | None = field(default=None, metadata={"help": "Passes over the data the method uses (None: the "
-                                                               "recipe's)."})
-    lr: float | None = field(default=None, metadata={"help": "Learning rate (None: the recipe's)."})
-    momentum: float | None = field(default=None, metadata={"help": "SGD momentum (None: the recipe's)."})
-    weight_decay: float | None = field(default=None, metadata={"help": "Weight decay (None: the recipe's)."})
-    batch_size: int | None = field(default=None, metadata={"help": "Mini-batch size (None: the recipe's)."})
-    schedule: str | None = field(default=None, metadata={
-        "help": "Learning rate over epochs: 'constant' or 'cosine' (per epoch, to 0) (None: the recipe's)."})
-    optimizer: str | None = field(default=None, metadata={"help": "'sgd' or 'adam' (None: the recipe's)."})
-
-    def validate(self) -> None:
-        super().validate()
-        self._check_opt("epochs", 0, integer=True)
-        self._check_opt("lr", 0.0)
-        self._check_opt("momentum", 0.0, 1.0, hi_open=True)
-        self._check_opt("weight_decay", 0.0)
-        self._check_opt("batch_size", 1, integer=True)
-        self._check_opt_choice("schedule", ("constant", "cosine"))
-        self._check_opt_choice("optimizer", ("sgd", "adam"))
+def _optimizer(model: nn.Module, cfg: OptimRecipeConfig) -> torch.optim.Optimizer:
+    return cfg.make_optimizer([p for p in model.parameters() if p.requires_grad])
 
 
-def _optimizer(model: nn.Module, cfg: _EpochConfig) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    return make_optimizer(params, cfg.get("optimizer"), cfg.get("lr"), cfg.get("momentum"), cfg.get("weight_decay"))
-
-
-def _step(model: nn.Module, opt: torch.optim.Optimizer, loss: torch.Tensor, max_norm: float = 0.0) -> None:
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    if max_norm > 0:
-        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], max_norm)
-    opt.step()
-
-
-def _passes(model: nn.Module, data: UnlearnData, cfg: _EpochConfig, name: str,
+def _passes(model: nn.Module, data: UnlearnData, cfg: OptimRecipeConfig, name: str,
             phases: list[tuple[DataLoader, str, float]], *, max_norm: float = 0.0, train_mode: bool = True,
             before_epoch: Any = None) -> History:
     """``epochs`` epochs; each runs the phases in order, one optimiser step per batch on ``sign * loss``.
@@ -99,12 +67,12 @@ def _passes(model: nn.Module, data: UnlearnData, cfg: _EpochConfig, name: str,
         for loader, key, sign in phases:
             for x, y in loader:
                 loss = data.loss_fn(model(x.to(dev)), y.to(dev))
-                _step(model, opt, sign * loss, max_norm)
+                optimizer_step(opt, sign * loss, max_norm)
                 hist[key].append(float(loss.detach()))
     return hist
 
 
-def _loader(ds: Any, cfg: _EpochConfig, salt: int) -> DataLoader:
+def _loader(ds: Any, cfg: OptimRecipeConfig, salt: int) -> DataLoader:
     ds = ds.dataset if isinstance(ds, DataLoader) else ds
     return rebatch(ds, cfg.get("batch_size"), shuffle=True, seed=loader_seed(cfg.seed, salt))
 
@@ -115,7 +83,7 @@ def _loader(ds: Any, cfg: _EpochConfig, salt: int) -> DataLoader:
 
 
 @dataclass
-class FinetuneConfig(_EpochConfig):
+class FinetuneConfig(OptimRecipeConfig):
     """Fine-tune on the retain set only (catastrophic forgetting of the forget set); recipes ``sfron``, ``salun``."""
 
     ZERO_STRENGTH: ClassVar[dict[str, Any]] = {"epochs": 0}
@@ -163,7 +131,7 @@ def finetune(model: nn.Module, data: UnlearnData, cfg: FinetuneConfig) -> Histor
 
 
 @dataclass
-class GradientAscentConfig(_EpochConfig):
+class GradientAscentConfig(OptimRecipeConfig):
     """Gradient ascent on the forget loss only (NegGrad); recipes ``sfron`` (eval mode, clip) and ``salun``."""
 
     ZERO_STRENGTH: ClassVar[dict[str, Any]] = {"lr": 0.0}
@@ -212,7 +180,7 @@ def gradient_ascent(model: nn.Module, data: UnlearnData, cfg: GradientAscentConf
 
 
 @dataclass
-class NegGradPlusConfig(_EpochConfig):
+class NegGradPlusConfig(OptimRecipeConfig):
     """NegGrad+: descent on the retain loss and ascent on the forget loss in one β-weighted step."""
 
     ZERO_STRENGTH: ClassVar[dict[str, Any]] = {"epochs": 0}
@@ -259,7 +227,7 @@ def neggrad_plus(model: nn.Module, data: UnlearnData, cfg: NegGradPlusConfig) ->
             xf, yf = next(forget)
             lr_ = data.loss_fn(model(xr.to(dev)), yr.to(dev))
             lf = data.loss_fn(model(xf.to(dev)), yf.to(dev))
-            _step(model, opt, beta * lr_ - (1.0 - beta) * lf)
+            optimizer_step(opt, beta * lr_ - (1.0 - beta) * lf)
             hist["retain_loss"].append(float(lr_.detach()))
             hist["forget_loss"].append(float(lf.detach()))
     return hist
@@ -273,7 +241,7 @@ _LABELS = ("once_wrong", "epoch_wrong", "epoch_any")
 
 
 @dataclass
-class RandomLabelConfig(_EpochConfig):
+class RandomLabelConfig(OptimRecipeConfig):
     """Train on forget examples with random labels, with the retain set; recipes ``sfron`` and ``salun``."""
 
     ZERO_STRENGTH: ClassVar[dict[str, Any]] = {"epochs": 0}

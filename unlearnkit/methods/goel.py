@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from ..errors import IncompatibleModelError, UnlearnError
 from ._common import loader_seed, rebatch
 from ._distill import unwrap
-from ._recipes import RecipeConfig, epoch_lr, make_optimizer, set_lr
+from ._recipes import OptimRecipeConfig, epoch_lr, optimizer_step, set_lr
 from .base import History, UnlearnData, register_method
 
 __all__ = ["CfkConfig", "EukConfig", "last_k_layers"]
@@ -50,36 +50,24 @@ def _validate_model(model: nn.Module) -> list[UnlearnError]:
 
 
 @dataclass
-class CfkConfig(RecipeConfig):
+class CfkConfig(OptimRecipeConfig):
     """Fine-tune only the last ``k`` layers on the retain set (CF-k)."""
 
     ZERO_STRENGTH: ClassVar[dict[str, Any]] = {"epochs": 0}
     RECIPES: ClassVar[dict[str, dict[str, Any]]] = {
         # DU's goel baseline: k = 1, retain set. The spec gives no optimiser values for it: FT's SFR-on recipe
         # (SGD 0.01, momentum 0.9, wd 5e-4, 10 epochs, cosine per epoch, batch 128).
-        "du": dict(k=1, epochs=10, lr=0.01, momentum=0.9, weight_decay=5e-4, batch_size=128, schedule="cosine"),
+        "du": dict(k=1, epochs=10, lr=0.01, momentum=0.9, weight_decay=5e-4, batch_size=128, schedule="cosine",
+                   optimizer="sgd"),
     }
     recipe: str = field(default="du", metadata={"help": "'du' (Deep Unlearning's goel baseline, k = 1)."})
     k: int | None = field(default=None, metadata={"help": "Number of last Linear/Conv layers trained (None: 1)."})
-    epochs: int | None = field(default=None, metadata={"help": "Passes over the retain set (None: the recipe's)."})
-    lr: float | None = field(default=None, metadata={"help": "SGD learning rate (None: the recipe's)."})
-    momentum: float | None = field(default=None, metadata={"help": "SGD momentum (None: the recipe's)."})
-    weight_decay: float | None = field(default=None, metadata={"help": "SGD weight decay (None: the recipe's)."})
-    batch_size: int | None = field(default=None, metadata={"help": "Mini-batch size (None: the recipe's)."})
-    schedule: str | None = field(default=None, metadata={"help": "'constant' or 'cosine' (None: the recipe's)."})
-
     #: EU-k re-initialises the selected layers before training them.
     REINIT: ClassVar[bool] = False
 
     def validate(self) -> None:
         super().validate()
         self._check_opt("k", 1, integer=True)
-        self._check_opt("epochs", 0, integer=True)
-        self._check_opt("lr", 0.0)
-        self._check_opt("momentum", 0.0, 1.0, hi_open=True)
-        self._check_opt("weight_decay", 0.0)
-        self._check_opt("batch_size", 1, integer=True)
-        self._check_opt_choice("schedule", ("constant", "cosine"))
 
 
 @dataclass
@@ -115,7 +103,7 @@ def _train_last_k(model: nn.Module, data: UnlearnData, cfg: CfkConfig) -> Histor
                                              if p.requires_grad and all(p is not q for q in params)]
     for p in frozen:
         p.requires_grad_(False)
-    opt = make_optimizer(params, "sgd", cfg.get("lr"), cfg.get("momentum"), cfg.get("weight_decay"))
+    opt = cfg.make_optimizer(params)
     retain = rebatch(data.retain, cfg.get("batch_size"), shuffle=True, seed=loader_seed(cfg.seed, _SALT_RETAIN))  # type: ignore[arg-type]
     try:
         for epoch in tqdm(range(epochs), desc="eu_k" if cfg.REINIT else "cf_k", disable=not data.progress,
@@ -127,11 +115,7 @@ def _train_last_k(model: nn.Module, data: UnlearnData, cfg: CfkConfig) -> Histor
                 if not list(m.children()) and id(m) not in chosen_ids:
                     m.eval()
             for x, y in retain:
-                loss = data.loss_fn(model(x.to(dev)), y.to(dev))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                hist["retain_loss"].append(float(loss.detach()))
+                hist["retain_loss"].append(optimizer_step(opt, data.loss_fn(model(x.to(dev)), y.to(dev))))
     finally:
         for p in frozen:
             p.requires_grad_(True)

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from ._common import loader_seed, rebatch
 from ._distill import frozen_copy, kl_to_teacher
-from ._recipes import RecipeConfig, epoch_lr, make_optimizer, set_lr
+from ._recipes import OptimRecipeConfig, epoch_lr, optimizer_step, set_lr
 from .base import History, UnlearnData, register_method
 
 __all__ = ["ScrubConfig", "scrub_kl"]
@@ -27,34 +27,30 @@ _SALT_FORGET, _SALT_RETAIN = 100_000, 200_000
 
 
 @dataclass
-class ScrubConfig(RecipeConfig):
+class ScrubConfig(OptimRecipeConfig):
     """Hyperparameters of :func:`scrub`; recipes ``gradtau`` (default), ``du`` and ``sfron``."""
 
     ZERO_STRENGTH: ClassVar[dict[str, Any]] = {"epochs": 0}
+    SCHEDULES: ClassVar[tuple[str, ...]] = ("step", "cosine", "constant")
     RECIPES: ClassVar[dict[str, dict[str, Any]]] = {
         # ∇τ (spec baselines.md): SGD 5e-4, momentum 0.9, wd 5e-4, 6 epochs, max-steps 3, kd_T 4, alpha 0.5,
         # gamma 1, beta 0, lr x0.1 after epochs 3, 5, 9. Batches: SCRUB's own defaults are not in the spec; 64.
         "gradtau": dict(epochs=6, lr=5e-4, momentum=0.9, weight_decay=5e-4, msteps=3, kd_T=4.0, alpha=0.5,
-                        gamma=1.0, forget_batch_size=64, retain_batch_size=64, schedule="step",
+                        gamma=1.0, forget_batch_size=64, batch_size=64, schedule="step", optimizer="sgd",
                         lr_decay_epochs=(3, 5, 9)),
         # Deep Unlearning: del-bsz 512, sgda-bsz 64, msteps 2, epochs 3, kd_T 4, alpha 0.001, gamma 0.99; its lr
         # and weight decay are not in the spec: SCRUB's 5e-4 / 5e-4 as in the gradtau recipe.
         "du": dict(epochs=3, lr=5e-4, momentum=0.9, weight_decay=5e-4, msteps=2, kd_T=4.0, alpha=0.001,
-                   gamma=0.99, forget_batch_size=512, retain_batch_size=64, schedule="step",
+                   gamma=0.99, forget_batch_size=512, batch_size=64, schedule="step", optimizer="sgd",
                    lr_decay_epochs=(3, 5, 9)),
         # SFR-on repository (commented CIFAR-10 block, spec sfron_salun.md §4.3): SGD 8e-5, 6 epochs, msteps 2,
         # kd_T 4, gamma 0.99, alpha 0.001, wd 5e-4, cosine, batch 128 (all its baselines).
         "sfron": dict(epochs=6, lr=8e-5, momentum=0.9, weight_decay=5e-4, msteps=2, kd_T=4.0, alpha=0.001,
-                      gamma=0.99, forget_batch_size=128, retain_batch_size=128, schedule="cosine",
+                      gamma=0.99, forget_batch_size=128, batch_size=128, schedule="cosine", optimizer="sgd",
                       lr_decay_epochs=()),
     }
     recipe: str = field(default="gradtau", metadata={
         "help": "'gradtau' (∇τ's SCRUB), 'du' (Deep Unlearning's) or 'sfron' (the SFR-on repository's)."})
-    epochs: int | None = field(default=None, metadata={"help": "Epochs (each: a max pass if epoch <= msteps, then a "
-                                                               "min pass) (None: the recipe's)."})
-    lr: float | None = field(default=None, metadata={"help": "SGD learning rate (None: the recipe's)."})
-    momentum: float | None = field(default=None, metadata={"help": "SGD momentum (None: the recipe's)."})
-    weight_decay: float | None = field(default=None, metadata={"help": "SGD weight decay (None: the recipe's)."})
     msteps: int | None = field(default=None, metadata={
         "help": "Epochs 1..msteps start with a max pass over D_f (None: the recipe's)."})
     kd_T: float | None = field(default=None, metadata={"help": "Distillation temperature (None: the recipe's)."})
@@ -62,26 +58,18 @@ class ScrubConfig(RecipeConfig):
         "help": "Weight of the KL to the teacher in the min steps (None: the recipe's)."})
     gamma: float | None = field(default=None, metadata={
         "help": "Weight of the cross-entropy in the min steps (None: the recipe's)."})
-    forget_batch_size: int | None = field(default=None, metadata={"help": "Batch of the max steps (None: recipe)."})
-    retain_batch_size: int | None = field(default=None, metadata={"help": "Batch of the min steps (None: recipe)."})
-    schedule: str | None = field(default=None, metadata={
-        "help": "'step' (x0.1 after each of lr_decay_epochs), 'cosine' (per epoch) or 'constant' (None: recipe)."})
+    forget_batch_size: int | None = field(default=None, metadata={
+        "help": "Batch of the max steps on D_f; batch_size is the min steps' (None: the recipe's)."})
     lr_decay_epochs: tuple[int, ...] | None = field(default=None, metadata={
         "help": "Epochs after which a 'step' schedule multiplies the lr by 0.1 (None: the recipe's)."})
 
     def validate(self) -> None:
         super().validate()
-        self._check_opt("epochs", 0, integer=True)
-        self._check_opt("lr", 0.0)
-        self._check_opt("momentum", 0.0, 1.0, hi_open=True)
-        self._check_opt("weight_decay", 0.0)
         self._check_opt("msteps", 0, integer=True)
         self._check_opt("kd_T", 0.0, lo_open=True)
         self._check_opt("alpha", 0.0)
         self._check_opt("gamma", 0.0)
         self._check_opt("forget_batch_size", 1, integer=True)
-        self._check_opt("retain_batch_size", 1, integer=True)
-        self._check_opt_choice("schedule", ("step", "cosine", "constant"))
 
 
 def scrub_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -125,15 +113,9 @@ def scrub(model: nn.Module, data: UnlearnData, cfg: ScrubConfig) -> History:
     teacher = frozen_copy(model)
     forget = rebatch(data.forget, cfg.get("forget_batch_size"), shuffle=True,  # type: ignore[arg-type]
                      seed=loader_seed(cfg.seed, _SALT_FORGET))
-    retain = rebatch(data.retain, cfg.get("retain_batch_size"), shuffle=True,  # type: ignore[arg-type]
+    retain = rebatch(data.retain, cfg.get("batch_size"), shuffle=True,  # type: ignore[arg-type]
                      seed=loader_seed(cfg.seed, _SALT_RETAIN))
-    opt = make_optimizer([p for p in model.parameters() if p.requires_grad], "sgd", cfg.get("lr"),
-                         cfg.get("momentum"), cfg.get("weight_decay"))
-
-    def step(loss: torch.Tensor) -> None:
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    opt = cfg.make_optimizer([p for p in model.parameters() if p.requires_grad])
 
     model.train()
     for epoch in tqdm(range(epochs), desc="scrub", disable=not data.progress, leave=False):
@@ -144,17 +126,13 @@ def scrub(model: nn.Module, data: UnlearnData, cfg: ScrubConfig) -> History:
                 x = x.to(dev)
                 with torch.no_grad():
                     t = teacher(x)
-                kl = scrub_kl(model(x), t, T)
-                step(-kl)
-                hist["max_kl"].append(float(kl.detach()))
+                hist["max_kl"].append(-optimizer_step(opt, -scrub_kl(model(x), t, T)))
         for x, y in retain:
             x, y = x.to(dev), y.to(dev)
             with torch.no_grad():
                 t = teacher(x)
             s = model(x)
-            loss = gamma * data.loss_fn(s, y) + alpha * scrub_kl(s, t, T)
-            step(loss)
-            hist["min_loss"].append(float(loss.detach()))
+            hist["min_loss"].append(optimizer_step(opt, gamma * data.loss_fn(s, y) + alpha * scrub_kl(s, t, T)))
     return hist
 
 
