@@ -137,8 +137,8 @@ def squared_gradients(model: nn.Module, loader: DataLoader, loss_fn: LossFn, dev
     return {k: v / n for k, v in sums.items()}
 
 
-def expected_fisher_diagonal(model: nn.Module, loader: DataLoader,
-                             device: torch.device | str) -> dict[str, torch.Tensor]:
+def expected_fisher_diagonal(model: nn.Module, loader: DataLoader, device: torch.device | str, *,
+                             sample: torch.Generator | None = None) -> dict[str, torch.Tensor]:
     r"""The diagonal Fisher information under the model's predictive distribution, averaged over examples:
 
     .. math:: F = \frac{1}{N} \sum_i \sum_y p_\theta(y \mid x_i)\, \big(\nabla_\theta \log p_\theta(y \mid x_i)\big)^2
@@ -146,8 +146,10 @@ def expected_fisher_diagonal(model: nn.Module, loader: DataLoader,
     This is Golatkar et al.'s ``hessian`` of the Fisher-forgetting code (model in eval mode, one example at a time,
     every class weighted by its predicted probability; labels of the data are not used). Per-example gradients are
     computed with ``torch.func.vmap`` over each batch, one vectorised pass per class, so the cost is
-    ``num_classes`` per-example gradient passes over the data. Under torch.distributed the sums and the example
-    count are all-reduced.
+    ``num_classes`` per-example gradient passes over the data (a per-example autograd loop where the model's
+    forward cannot run under vmap). With ``sample`` (a CPU generator) the sum over y is replaced by one class per
+    example drawn from ``p_θ(y | x_i)``, the unbiased Monte-Carlo estimate at the cost of one pass. Under
+    torch.distributed the sums and the example count are all-reduced.
 
     Args:
         model: a classifier returning logits; its weights and mode are not changed (a DDP wrapper is unwrapped).
@@ -174,19 +176,47 @@ def expected_fisher_diagonal(model: nn.Module, loader: DataLoader,
         return torch.nn.functional.cross_entropy(out, y.unsqueeze(0))
 
     per_example = vmap(grad(nll), in_dims=(None, 0, 0))
+
+    def squared_grads_vmap(x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {k: v.float().pow(2) for k, v in per_example(params, x, y).items()}
+
+    def squared_grads_loop(x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        # Fallback for models whose forward cannot run under vmap: one autograd call per example.
+        rows: dict[str, list[torch.Tensor]] = {k: [] for k in params}
+        live = [p for p in net.parameters() if p.requires_grad]
+        for i in range(x.shape[0]):
+            gi = torch.autograd.grad(torch.nn.functional.cross_entropy(net(x[i:i + 1]), y[i:i + 1]), live)
+            for k, v in zip(params, gi):
+                rows[k].append(v.float().pow(2))
+        return {k: torch.stack(v) for k, v in rows.items()}
+
     was_training = net.training
     net.eval()
     n = 0
+    use_vmap = True
     try:
         for x, _ in loader:
             x = x.to(device)
+            if x.ndim == 4:  # already channels-last, so a model that asks for that layout needs no copy under vmap
+                x = x.contiguous(memory_format=torch.channels_last)
             with torch.no_grad():
                 probs = torch.softmax(net(x), dim=1).float()
-            for c in range(probs.shape[1]):
-                g = per_example(params, x, torch.full((x.shape[0],), c, dtype=torch.long, device=device))
-                w = probs[:, c]
+            if sample is not None:  # one y per example, y ~ p(y | x): weight 1
+                ys = [torch.multinomial(probs.cpu(), 1, generator=sample).flatten().to(device)]
+                weights = [torch.ones(x.shape[0], device=device)]
+            else:  # every class, weighted by its probability
+                ys = [torch.full((x.shape[0],), c, dtype=torch.long, device=device) for c in range(probs.shape[1])]
+                weights = [probs[:, c] for c in range(probs.shape[1])]
+            for y, w in zip(ys, weights):
+                if use_vmap:
+                    try:
+                        g2 = squared_grads_vmap(x, y)
+                    except RuntimeError:  # an operation vmap does not support: fall back, same result
+                        use_vmap = False
+                if not use_vmap:
+                    g2 = squared_grads_loop(x, y)
                 for k in sums:
-                    sums[k] += torch.tensordot(w, g[k].float().pow(2), dims=1)
+                    sums[k] += torch.tensordot(w, g2[k], dims=1)
             n += int(x.shape[0])
     finally:
         net.train(was_training)

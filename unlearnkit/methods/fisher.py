@@ -20,7 +20,7 @@ from .base import History, UnlearnConfig, UnlearnData, register_method
 
 __all__ = ["FisherConfig", "fisher_noise_scale", "head_parameters"]
 
-_SALT_NOISE = 800_000
+_SALT_NOISE, _SALT_SAMPLE = 800_000, 900_000
 
 
 @dataclass
@@ -32,6 +32,9 @@ class FisherConfig(UnlearnConfig):
     alpha: float = field(default=1e-6, metadata={
         "help": "Noise scale α: variance = α / (Fisher + 1e-8), clamped (official notebook 1e-6; UNSIR tunes it). "
                 "0 leaves the model unchanged."})
+    classes: str = field(default="all", metadata={
+        "help": "'all': the exact expectation over every class (official; num_classes per-example gradient passes); "
+                "'sampled': one class per example drawn from the model's prediction (unbiased, one pass)."})
     batch_size: int = field(default=64, metadata={
         "help": "Examples per vectorised per-example-gradient pass (memory only; the estimate does not depend on "
                 "it)."})
@@ -40,6 +43,7 @@ class FisherConfig(UnlearnConfig):
         super().validate()
         self._check_range("alpha", 0.0)
         self._check_range("batch_size", 1, integer=True)
+        self._check_choice("classes", ("all", "sampled"))
 
 
 def head_parameters(model: nn.Module, num_classes: int) -> set[str]:
@@ -86,7 +90,11 @@ def fisher(model: nn.Module, data: UnlearnData, cfg: FisherConfig) -> History:
     **Cost**: one pass of per-example gradients over D_r for *each class* (the expectation over y), i.e.
     ``num_classes × |D_r|`` per-example gradients, vectorised in batches of ``batch_size``; no optimiser step.
 
-    **Defaults**: α = 1e-6 (the official notebook's call; UNSIR tunes α per setting and does not publish it).
+    With ``classes='sampled'`` the expectation over y is estimated from one class per example drawn from the
+    model's prediction (unbiased; ``num_classes`` times cheaper); the CLI's ``shapes`` preset uses it for cost.
+
+    **Defaults**: α = 1e-6 (the official notebook's call; UNSIR tunes α per setting and does not publish it),
+    ``classes='all'`` (the official exact expectation).
 
     **Deviations.** The official rule "head = any parameter whose first dimension equals num_classes" is replaced by
     the last Linear layer with ``num_classes`` outputs (a conv layer with ``num_classes`` channels would otherwise
@@ -96,7 +104,9 @@ def fisher(model: nn.Module, data: UnlearnData, cfg: FisherConfig) -> History:
     if cfg.alpha == 0.0:
         return hist
     dev = data.device
-    fis = expected_fisher_diagonal(model, rebatch(data.retain, cfg.batch_size, shuffle=False), dev)  # type: ignore[arg-type]
+    sample = make_generator(loader_seed(cfg.seed, _SALT_SAMPLE)) if cfg.classes == "sampled" else None
+    fis = expected_fisher_diagonal(model, rebatch(data.retain, cfg.batch_size, shuffle=False), dev,  # type: ignore[arg-type]
+                                   sample=sample)
     num_classes = int(data.num_classes or 0)
     head = head_parameters(model, num_classes)
     classes = list(data.forget_classes or [])
