@@ -422,3 +422,41 @@ def test_fisher_noise_scale_and_forgotten_class_rows(toy):
     assert float(row.abs().max()) < 6 * math.sqrt(1e-3) and float(bias.abs()) < 0.2
     others = [c for c in range(toy.num_classes) if c != toy.forget_class]
     assert not torch.equal(res.model.fc.weight[others], toy.model.fc.weight[others])
+
+
+def test_sampled_fisher_equals_brute_force_with_the_same_draws():
+    x, y = _blobs(n=20)
+    model = _mlp()
+    model.eval()
+    got = sal.expected_fisher_diagonal(model, DataLoader(TensorDataset(x, y), batch_size=20), "cpu",
+                                       sample=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        draws = torch.multinomial(torch.softmax(model(x), 1), 1, generator=torch.Generator().manual_seed(3)).flatten()
+    ref = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    for i in range(len(x)):
+        grads = torch.autograd.grad(F.cross_entropy(model(x[i:i + 1]), draws[i:i + 1]), list(model.parameters()))
+        for (n, _), gr in zip(model.named_parameters(), grads):
+            ref[n] += gr.pow(2)
+    for n in ref:
+        torch.testing.assert_close(got[n], ref[n] / len(x), rtol=1e-4, atol=1e-9)
+
+
+def test_expected_fisher_on_the_channels_last_cnn_equals_brute_force():
+    from unlearnkit.models.registry import build_model
+
+    torch.manual_seed(0)
+    model = build_model("cnn", (3, 16, 16), 4)  # its forward asks for channels-last memory
+    model.eval()
+    x, y = torch.rand(6, 3, 16, 16), torch.randint(0, 4, (6,))
+    got = sal.expected_fisher_diagonal(model, DataLoader(TensorDataset(x, y), batch_size=3), "cpu")
+    ref = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    for i in range(len(x)):
+        out = model(x[i:i + 1])
+        prob = torch.softmax(out, 1).detach()
+        for c in range(4):
+            grads = torch.autograd.grad(F.cross_entropy(out, torch.tensor([c])), list(model.parameters()),
+                                        retain_graph=True)
+            for (n, _), gr in zip(model.named_parameters(), grads):
+                ref[n] += prob[0, c] * gr.pow(2)
+    for n in ref:
+        torch.testing.assert_close(got[n], ref[n] / len(x), rtol=1e-3, atol=1e-10)
