@@ -39,16 +39,18 @@ class BadTeacherConfig(OptimRecipeConfig):
         # default 'mean' reduction; the whole retain set.
         "sfron": dict(epochs=10, lr=0.02, momentum=0.9, weight_decay=5e-4, batch_size=128, schedule="cosine",
                       optimizer="sgd", temperature=1.0, reduction="mean", retain_fraction=1.0),
-        # Official code: Adam 1e-4, 1 epoch, KL temperature 1, 'batchmean', a 30% random subset of the retain set
-        # mixed with the forget set, batch 256.
+        # Official code (unlearn.py: F.kl_div with its default 'mean' reduction; batch 256) as the SSD repository
+        # calls it: Adam 1e-4, 1 epoch (the function's default is 10), KL temperature 1, a 30% random subset of the
+        # retain set mixed with the forget set.
         "official": dict(epochs=1, lr=1e-4, momentum=0.0, weight_decay=0.0, batch_size=256, schedule="constant",
-                         optimizer="adam", temperature=1.0, reduction="batchmean", retain_fraction=0.3),
+                         optimizer="adam", temperature=1.0, reduction="mean", retain_fraction=0.3),
     }
     recipe: str = field(default="sfron", metadata={
         "help": "'sfron' (the SFR-on repository's re-run) or 'official' (the paper's code)."})
     temperature: float | None = field(default=None, metadata={"help": "KL temperature (None: the recipe's)."})
     reduction: str | None = field(default=None, metadata={
-        "help": "'mean' (per element: batch mean / num_classes, SFR-on) or 'batchmean' (official) (None: recipe)."})
+        "help": "'mean' (per element: batch mean / num_classes; official and SFR-on) or 'batchmean' (the per-example "
+                "KL, as DeepUnlearn's copy) (None: the recipe's)."})
     retain_fraction: float | None = field(default=None, metadata={
         "help": "Share of the retain set mixed with the forget set, a seeded random subset (None: the recipe's)."})
 
@@ -84,8 +86,10 @@ def bad_teacher(model: nn.Module, data: UnlearnData, cfg: BadTeacherConfig) -> H
     **Recipes.** ``sfron`` (default; the SFR-on repository's re-run): SGD lr 0.02, momentum 0.9, weight decay 5e-4,
     10 epochs, cosine per epoch, batch 128, T = 1, the whole retain set, and KL with PyTorch's default ``'mean'``
     reduction, i.e. averaged over batch *and* classes: 1/num_classes of the per-example KL. That scaling is the
-    SFR-on code's, kept on purpose (it acts as a smaller learning rate). ``official``: Adam 1e-4, 1 epoch,
-    batch 256, ``'batchmean'``, a 30% random subset of the retain set.
+    official ``UnlearnerLoss``'s too (``F.kl_div`` default), kept on purpose (it acts as a smaller learning rate;
+    ``reduction='batchmean'``, DeepUnlearn's copy, removes it). ``official``: Adam 1e-4, 1 epoch (as the SSD
+    repository calls ``blindspot_unlearner``; the function's default is 10), batch 256, a 30% random subset of the
+    retain set.
 
     **Deviations.** The SFR-on recipe's weight decay (5e-4) is assumed from its other SGD baselines; the
     official code's retain subset is drawn with Python's ``random`` (here a seeded torch permutation).
