@@ -44,7 +44,7 @@ def test_one_gradient_ascent_step_matches_hand_written():
     ds = _data()
     model = _mlp()
     forget = ds.subset(range(16))
-    cfg = GradientAscentConfig(epochs=1, lr=0.1, batch_size=16, momentum=0.0, weight_decay=0.0)
+    cfg = GradientAscentConfig(recipe="salun", epochs=1, lr=0.1, batch_size=16, momentum=0.0, weight_decay=0.0)
     res = unlearn(model, forget=DataLoader(forget, batch_size=16), config=cfg)
     # Hand-written: p <- p + lr * dL/dp on the single batch of 16.
     ref = _mlp()

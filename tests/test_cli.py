@@ -126,7 +126,7 @@ def test_step_by_step_with_checkpoints(tmp_path, cache):
     _cli("train", "--out", str(orig), "--cache-dir", cache, *FAST)
     _cli("train", "--forget", "class:3", "--out", str(ref), "--cache-dir", cache, *FAST)
     _cli("unlearn", "--checkpoint", str(orig), "--method", "random_label", "--forget", "class:3", "--out", str(unl),
-         "--set", "random_label.epochs=1", "-q")
+         "--set", "random_label.epochs=1", "--set", "random_label.lr=0.05", "-q")
     p = _cli("evaluate", "--checkpoint", str(unl), "--reference", str(ref), "--forget", "class:3",
              "--cache-dir", cache, *FAST)
     m = json.loads(p.stdout)

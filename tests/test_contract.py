@@ -24,7 +24,7 @@ def test_contract(name, problem):
 def test_matrix_covers_registry():
     # The five published methods and the baselines must all be registered (and hence covered above).
     expected = {"svd", "unsir", "pgu", "sfron", "gradtau", "salun", "retrain", "finetune", "gradient_ascent",
-                "random_label"}
+                "random_label", "neggrad_plus", "amnesiac", "cf_k", "eu_k", "ssd", "scrub", "bad_teacher", "fisher"}
     assert expected <= set(METHODS), f"missing: {expected - set(METHODS)}"
 
 

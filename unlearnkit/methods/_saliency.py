@@ -6,9 +6,10 @@ Only trainable parameters (``requires_grad=True``) appear in a mask.
 
 Pieces, each usable on its own:
 
-* scores: :func:`squared_gradients` (SFR-on's forget/remain "Fisher": the squared gradient of the batch-mean loss,
-  averaged over batches) and :func:`accumulated_gradients` (SalUn: the gradient of the batch-mean loss, summed over
-  batches);
+* scores: :func:`squared_gradients` (the diagonal "Fisher" of SFR-on's mask and of SSD's importances: the squared
+  gradient of the batch-mean loss, averaged over batches), :func:`expected_fisher_diagonal` (the per-example
+  Fisher under the model's own predictive distribution, Golatkar et al.'s Fisher forgetting) and
+  :func:`accumulated_gradients` (SalUn: the gradient of the batch-mean loss, summed over batches);
 * thresholding: :func:`ratio_mask` (keep where ``score_f / score_r >= gamma``), :func:`top_fraction_mask` (keep the
   globally largest fraction) and :func:`threshold_mask` (keep where ``score >= t``);
 * one-call builders: :func:`ratio_saliency_mask` (SFR-on) and :func:`gradient_saliency_mask` (SalUn);
@@ -36,6 +37,7 @@ from ..errors import ConfigError, DataError
 __all__ = [
     "Mask",
     "accumulated_gradients",
+    "expected_fisher_diagonal",
     "gradient_saliency_mask",
     "mask_fraction",
     "mask_gradients",
@@ -132,6 +134,95 @@ def squared_gradients(model: nn.Module, loader: DataLoader, loss_fn: LossFn, dev
                       device=device)
     if n == 0:
         raise DataError("cannot compute saliency scores from an empty loader: pass at least one example")
+    return {k: v / n for k, v in sums.items()}
+
+
+def expected_fisher_diagonal(model: nn.Module, loader: DataLoader, device: torch.device | str, *,
+                             sample: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    r"""The diagonal Fisher information under the model's predictive distribution, averaged over examples:
+
+    .. math:: F = \frac{1}{N} \sum_i \sum_y p_\theta(y \mid x_i)\, \big(\nabla_\theta \log p_\theta(y \mid x_i)\big)^2
+
+    This is Golatkar et al.'s ``hessian`` of the Fisher-forgetting code (model in eval mode, one example at a time,
+    every class weighted by its predicted probability; labels of the data are not used). Per-example gradients are
+    computed with ``torch.func.vmap`` over each batch, one vectorised pass per class, so the cost is
+    ``num_classes`` per-example gradient passes over the data (a per-example autograd loop where the model's
+    forward cannot run under vmap). With ``sample`` (a CPU generator) the sum over y is replaced by one class per
+    example drawn from ``p_θ(y | x_i)``, the unbiased Monte-Carlo estimate at the cost of one pass. Under
+    torch.distributed the sums and the example count are all-reduced.
+
+    Args:
+        model: a classifier returning logits; its weights and mode are not changed (a DDP wrapper is unwrapped).
+        loader: batches ``(x, y)`` (``y`` unused).
+        device: where to move each batch.
+
+    Returns:
+        ``{name: tensor}`` (float32, parameter shape) for every trainable parameter of the unwrapped model.
+
+    Raises:
+        DataError: the loader yields no example.
+    """
+    from torch.func import functional_call, grad, vmap
+
+    net = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    device = torch.device(device)
+    params = {n: p.detach() for n, p in net.named_parameters() if p.requires_grad}
+    fixed = {n: p.detach() for n, p in net.named_parameters() if not p.requires_grad}
+    fixed.update(dict(net.named_buffers()))
+    sums = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in params.items()}
+
+    def nll(ps: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        out = functional_call(net, (ps, fixed), (x.unsqueeze(0),))
+        return torch.nn.functional.cross_entropy(out, y.unsqueeze(0))
+
+    per_example = vmap(grad(nll), in_dims=(None, 0, 0))
+
+    def squared_grads_vmap(x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {k: v.float().pow(2) for k, v in per_example(params, x, y).items()}
+
+    def squared_grads_loop(x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        # Fallback for models whose forward cannot run under vmap: one autograd call per example.
+        rows: dict[str, list[torch.Tensor]] = {k: [] for k in params}
+        live = [p for p in net.parameters() if p.requires_grad]
+        for i in range(x.shape[0]):
+            gi = torch.autograd.grad(torch.nn.functional.cross_entropy(net(x[i:i + 1]), y[i:i + 1]), live)
+            for k, v in zip(params, gi):
+                rows[k].append(v.float().pow(2))
+        return {k: torch.stack(v) for k, v in rows.items()}
+
+    was_training = net.training
+    net.eval()
+    n = 0
+    use_vmap = True
+    try:
+        for x, _ in loader:
+            x = x.to(device)
+            if x.ndim == 4:  # already channels-last, so a model that asks for that layout needs no copy under vmap
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.no_grad():
+                probs = torch.softmax(net(x), dim=1).float()
+            if sample is not None:  # one y per example, y ~ p(y | x): weight 1
+                ys = [torch.multinomial(probs.cpu(), 1, generator=sample).flatten().to(device)]
+                weights = [torch.ones(x.shape[0], device=device)]
+            else:  # every class, weighted by its probability
+                ys = [torch.full((x.shape[0],), c, dtype=torch.long, device=device) for c in range(probs.shape[1])]
+                weights = [probs[:, c] for c in range(probs.shape[1])]
+            for y, w in zip(ys, weights):
+                if use_vmap:
+                    try:
+                        g2 = squared_grads_vmap(x, y)
+                    except RuntimeError:  # an operation vmap does not support: fall back, same result
+                        use_vmap = False
+                if not use_vmap:
+                    g2 = squared_grads_loop(x, y)
+                for k in sums:
+                    sums[k] += torch.tensordot(w, g2[k], dims=1)
+            n += int(x.shape[0])
+    finally:
+        net.train(was_training)
+    sums, n = _reduce(sums, n, device)
+    if n == 0:
+        raise DataError("cannot compute a Fisher estimate from an empty loader: pass at least one example")
     return {k: v / n for k, v in sums.items()}
 
 

@@ -14,11 +14,13 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
-from torch.utils.data import ConcatDataset, Dataset
+from torch.utils.data import ConcatDataset
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DataError
 from ._common import loader_seed, make_generator, rebatch
+from ._labels import Relabelled, Tagged, draw_labels, random_labels
+from ._recipes import epoch_lr, set_lr
 from ._saliency import (
     Mask,
     accumulated_gradients,
@@ -62,6 +64,9 @@ class SalunConfig(UnlearnConfig):
     exclude_true_label: bool = field(default=True, metadata={
         "help": "Draw random labels among the wrong classes only (the paper's y' != y); False draws uniformly "
                 "over all classes as the official code's torch.randint does."})
+    labels_once: bool = field(default=False, metadata={
+        "help": "Draw each forget example's random label once per run (the SFR-on repository's re-run) instead of "
+                "for every batch (official SalUn code)."})
     reset_unmasked: bool = field(default=True, metadata={
         "help": "After each step put non-salient weights back to their original values and zero their momentum "
                 "(official code since Feb 2026); False only masks the gradients (the paper-era code)."})
@@ -76,7 +81,7 @@ class SalunConfig(UnlearnConfig):
         self._check_range("mask_fraction", 0.0, 1.0)
         self._check_choice("schedule", ("constant", "cosine"))
         self._check_choice("order", ("sequential", "mixed"))
-        for name in ("exclude_true_label", "reset_unmasked"):
+        for name in ("exclude_true_label", "labels_once", "reset_unmasked"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"SalunConfig.{name} must be a bool, got {getattr(self, name)!r}")
         if math.isinf(float(self.lr)):
@@ -86,37 +91,6 @@ class SalunConfig(UnlearnConfig):
 # ---------------------------------------------------------------------------------------------------------------
 # Pieces
 # ---------------------------------------------------------------------------------------------------------------
-
-
-class _Tagged(Dataset):
-    """Items ``(x, y, tag)``: marks which examples of a mixed loader come from the forget set."""
-
-    def __init__(self, ds: Dataset, tag: bool) -> None:
-        self.ds, self.tag = ds, tag
-
-    def __len__(self) -> int:
-        return len(self.ds)  # type: ignore[arg-type]
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, bool]:
-        x, y = self.ds[i][:2]
-        return x, y, self.tag
-
-
-def random_labels(y: torch.Tensor, num_classes: int, g: torch.Generator, *, exclude_true: bool) -> torch.Tensor:
-    """Uniform random labels, drawn on the CPU generator ``g`` (so runs are reproducible on any device).
-
-    With ``exclude_true`` the label is uniform over the ``num_classes - 1`` wrong classes, else over all classes.
-    """
-    if exclude_true:
-        shift = torch.randint(1, num_classes, y.shape, generator=g)
-        return (y + shift.to(y.device)) % num_classes
-    return torch.randint(0, num_classes, y.shape, generator=g).to(y.device)
-
-
-def _lr_at(cfg: SalunConfig, epoch: int) -> float:
-    if cfg.schedule == "cosine":  # stepped per epoch, as the SFR-on repository's re-run does
-        return cfg.lr * (1.0 + math.cos(math.pi * epoch / cfg.epochs)) / 2.0
-    return cfg.lr
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -153,8 +127,10 @@ def salun(model: nn.Module, data: UnlearnData, cfg: SalunConfig) -> History:
     * Random labels exclude the true label (y' ≠ y, as the paper states and the SFR-on re-run does); the
       official CIFAR-10 code's ``torch.randint`` can redraw the true label: ``exclude_true_label=False``.
     * ``reset_unmasked=False`` gives the paper-era behaviour (gradients masked only, so weight decay and momentum
-      slowly move non-salient weights); ``order='mixed'`` and ``schedule='cosine'`` with ``mask_fraction=0.2``
-      and ``lr=0.007``, batch 128 reproduce the SFR-on repository's re-run (spec §3.3).
+      slowly move non-salient weights). The SFR-on repository's re-run (spec §3.3) is ``order='mixed'``,
+      ``schedule='cosine'``, ``mask_fraction=0.2``, ``lr=0.007``, ``batch_size=128``, ``labels_once=True``
+      (labels ≠ y drawn once per run) and ``reset_unmasked=False`` (gradients masked only); the test
+      ``test_sfron_rerun_settings`` checks the two behaviours that distinguish it.
     * The mask is computed without data augmentation unless the caller's loaders apply it, and is recomputed on
       every call (its time counts towards the method's wall time).
     * Under torch.distributed the summed gradients are all-reduced before ranking, so every rank uses one mask.
@@ -218,28 +194,33 @@ def salun(model: nn.Module, data: UnlearnData, cfg: SalunConfig) -> History:
             restore_outside_mask(model, mask, theta_o, opt)
         return float(loss.detach())
 
-    # rebatch draws a new seeded order on every pass, so the loaders are built once.
-    forget = rebatch(data.forget, cfg.batch_size, shuffle=True, seed=loader_seed(cfg.seed, _SALT_FORGET))  # type: ignore[arg-type]
+    # rebatch draws a new seeded order on every pass, so the loaders are built once. With labels_once the forget
+    # set carries labels drawn once for the run (the SFR-on re-run); otherwise each batch draws its own.
+    fset = data.forget.dataset  # type: ignore[union-attr]
+    if cfg.labels_once:
+        fset = Relabelled(fset, draw_labels(fset, num_classes, g, exclude_true=cfg.exclude_true_label))
+
+    def relabel(y: torch.Tensor) -> torch.Tensor:
+        return y if cfg.labels_once else random_labels(y, num_classes, g, exclude_true=cfg.exclude_true_label)
+
+    forget = rebatch(fset, cfg.batch_size, shuffle=True, seed=loader_seed(cfg.seed, _SALT_FORGET))
     retain = rebatch(data.retain, cfg.batch_size, shuffle=True, seed=loader_seed(cfg.seed, _SALT_RETAIN))  # type: ignore[arg-type]
-    mixed = rebatch(ConcatDataset([_Tagged(data.forget.dataset, True),  # type: ignore[union-attr]
-                                   _Tagged(data.retain.dataset, False)]),  # type: ignore[union-attr]
+    mixed = rebatch(ConcatDataset([Tagged(fset, True), Tagged(data.retain.dataset, False)]),  # type: ignore[union-attr]
                     cfg.batch_size, shuffle=True, seed=loader_seed(cfg.seed, _SALT_MIXED))
 
     model.train()
     for epoch in tqdm(range(cfg.epochs), desc="salun", disable=not data.progress, leave=False):
-        for group in opt.param_groups:
-            group["lr"] = _lr_at(cfg, epoch)
+        set_lr(opt, epoch_lr(cfg.lr, cfg.schedule, epoch, cfg.epochs))
         if cfg.order == "sequential":
             for x, y in forget:
                 x, y = x.to(dev), y.to(dev)
-                hist["forget_loss"].append(step(x, random_labels(y, num_classes, g,
-                                                                 exclude_true=cfg.exclude_true_label)))
+                hist["forget_loss"].append(step(x, relabel(y)))
             for x, y in retain:
                 hist["retain_loss"].append(step(x.to(dev), y.to(dev)))
         else:
             for x, y, is_f in mixed:
                 x, y, is_f = x.to(dev), y.to(dev), is_f.to(dev)
-                y = torch.where(is_f, random_labels(y, num_classes, g, exclude_true=cfg.exclude_true_label), y)
+                y = torch.where(is_f, relabel(y), y)
                 hist.setdefault("mixed_loss", []).append(step(x, y))
     return hist
 
