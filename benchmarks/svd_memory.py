@@ -48,8 +48,8 @@ def child(samples: int) -> dict:
 
     import unlearnkit
     from unlearnkit.data.base import LabeledDataset
-    from unlearnkit.methods._activations import projectable_layers
     from unlearnkit.models import build_model
+    from unlearnkit.stats import projectable_layers
 
     torch.set_num_threads(1)
     g = torch.Generator().manual_seed(0)

@@ -12,7 +12,6 @@ import unlearnkit
 from unlearnkit.errors import CheckpointError, IncompatibleModelError, UnlearnWarning, UnsupportedRequestError
 from unlearnkit.methods import get_method
 from unlearnkit.methods import pgu as pgu_mod
-from unlearnkit.methods._activations import eigh_desc, projectable_layers
 from unlearnkit.methods.pgu import (
     LayerStats,
     PguConfig,
@@ -22,6 +21,7 @@ from unlearnkit.methods.pgu import (
     kept_dimension,
     pgu_forget_loss,
 )
+from unlearnkit.stats import eigh_desc, projectable_layers
 
 # ---------------------------------------------------------------------------------------------------------------
 # Helpers

@@ -8,8 +8,6 @@ Specification followed: ``shared/specs/pgu.md``.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 import warnings
@@ -25,7 +23,6 @@ from tqdm.auto import tqdm
 
 from ..distributed import all_reduce_mean, all_reduce_sum, is_distributed
 from ..errors import (
-    CheckpointError,
     ConfigError,
     DataError,
     IncompatibleModelError,
@@ -33,192 +30,22 @@ from ..errors import (
     UnlearnWarning,
     UnsupportedRequestError,
 )
-from ._activations import (
-    ConvStride,
+from ..stats import (
     LayerInfo,
+    LayerStats,
     check_model,
-    collect_layer_stats,
     eigh_desc,
     projectable_layers,
     shard_dataset,
     unwrap_model,
+    weights_fingerprint,
 )
 from ._common import batchnorm_eval, loader_seed, rebatch
 from .base import History, UnlearnConfig, UnlearnData, register_method
 
 __all__ = ["LayerStats", "PguConfig", "pgu_forget_loss", "pgu_unlearn"]
 
-_FORMAT = "unlearnkit.layer_stats/1"
 _SALT_FORGET, _SALT_STATS = 61, 62
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Recorded statistics
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def _set_dropout_train(model: nn.Module) -> None:
-    for m in model.modules():
-        if isinstance(m, nn.modules.dropout._DropoutNd):
-            m.train()
-
-
-def weights_fingerprint(model: nn.Module, layers: Sequence[LayerInfo] | None = None) -> str:
-    """SHA-256 (16 hex digits) of the tracked layers' weights: tells whether stats were recorded on this model."""
-    h = hashlib.sha256()
-    for layer in layers if layers is not None else projectable_layers(model):
-        h.update(layer.name.encode())
-        h.update(layer.weight.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-class LayerStats:
-    """Per-layer uncentred Gram matrices ``C_l = Σ x xᵀ`` of the inputs of every Conv2d/Linear (spec §2 step 0).
-
-    Conv inputs are unfolded with the layer's padding and dilation at stride 1 (``conv_stride="one"``, the
-    official convention; ``"layer"`` uses the layer's stride); Linear inputs are flattened over every leading
-    dimension. Sums are unnormalised and float64, so statistics of disjoint data add and subtract exactly:
-    ``C_retain = C_full − C_forget``. Build them once after training with :meth:`from_loader`, store them beside
-    the checkpoint with :meth:`save`, and pass them to ``unlearn(..., stats=...)`` so that ``pgu`` needs no retain
-    data at deletion time.
-
-    Attributes:
-        grams: ``{layer name: d×d float64 Gram matrix}``.
-        rows: ``{layer name: number of rows summed}``.
-        meta: ``format``, ``conv_stride``, ``dropout``, ``samples`` and ``model_hash`` (weights fingerprint).
-
-    Example:
-        >>> import torch
-        >>> from torch.utils.data import DataLoader, TensorDataset
-        >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
-        >>> st = LayerStats.from_loader(net, DataLoader(TensorDataset(torch.randn(50, 4)), batch_size=16))
-        >>> sorted(st.grams), st.grams["0"].shape, st.rows["0"]
-        (['0', '2'], torch.Size([4, 4]), 50)
-    """
-
-    def __init__(self, grams: dict[str, torch.Tensor], rows: dict[str, int], meta: dict[str, Any]) -> None:
-        self.grams = grams
-        self.rows = rows
-        self.meta = dict(meta)
-
-    # -- construction ---------------------------------------------------------------------------------------------
-    @classmethod
-    def from_loader(cls, model: nn.Module, loader: DataLoader | Dataset, *, conv_stride: ConvStride = "one",
-                    dropout: str = "train", device: torch.device | str | None = None, batch_size: int = 128,
-                    seed: int | None = 0, exclude: Sequence[str] = (), progress: bool = False) -> LayerStats:
-        """One no-grad pass over ``loader`` (inputs only) with ``model`` in eval mode.
-
-        Args:
-            model: The trained model θ₀ (its train/eval state is restored afterwards).
-            loader: The data, typically the full training set (a loader's own batches and transforms are used).
-            conv_stride: ``"one"`` (official) or ``"layer"``.
-            dropout: ``"train"`` keeps Dropout active during the pass (the official code does), ``"eval"``
-                switches it off; BatchNorm always uses its running statistics.
-            device: Where to run (default: the model's device).
-            batch_size: Batch size when ``loader`` is a dataset.
-            seed: Seeds the Dropout masks (None: the global generator as it is).
-            exclude: Module names to skip.
-            progress: Show a progress bar.
-
-        Returns:
-            The statistics; under ``torch.distributed`` every rank holds the sums over all ranks' shards.
-        """
-        base = unwrap_model(model)
-        if dropout not in ("train", "eval"):
-            raise ConfigError(f"LayerStats.from_loader: dropout must be 'train' or 'eval', got {dropout!r}")
-        if conv_stride not in ("one", "layer"):
-            raise ConfigError(f"LayerStats.from_loader: conv_stride must be 'one' or 'layer', got {conv_stride!r}")
-        dev = torch.device(device) if device is not None else next(base.parameters()).device
-        layers = projectable_layers(base, exclude)
-        if not layers:
-            raise IncompatibleModelError("the model has no nn.Linear or nn.Conv2d layer to record statistics for")
-        was = base.training
-        base.eval()
-        if dropout == "train":
-            _set_dropout_train(base)
-        try:
-            with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-                if seed is not None:
-                    torch.manual_seed(int(seed))
-                accs = collect_layer_stats(base, loader, layers, device=dev, batch_size=batch_size,
-                                           stride=conv_stride, progress=progress, desc="pgu statistics")
-        finally:
-            base.train(was)
-        n = len(loader.dataset if isinstance(loader, DataLoader) else loader)  # type: ignore[arg-type]
-        grams = {k: a.gram for k, a in accs.items()}  # type: ignore[attr-defined]
-        rows = {k: int(a.rows) for k, a in accs.items()}
-        meta = {"format": _FORMAT, "conv_stride": conv_stride, "dropout": dropout, "samples": int(n),
-                "model_hash": weights_fingerprint(base, layers)}
-        return cls(grams, rows, meta)
-
-    # -- algebra --------------------------------------------------------------------------------------------------
-    def subtract(self, other: LayerStats) -> LayerStats:
-        """``C_self − C_other`` per layer (e.g. full-training minus forget statistics)."""
-        missing = sorted(set(self.grams) ^ set(other.grams))
-        if missing:
-            raise DataError(f"the two LayerStats cover different layers ({missing[:5]}): record both on the same "
-                            "model")
-        if self.meta.get("conv_stride") != other.meta.get("conv_stride"):
-            raise DataError(f"cannot subtract statistics unfolded at conv_stride={other.meta.get('conv_stride')!r} "
-                            f"from statistics at {self.meta.get('conv_stride')!r}: use the same convention")
-        grams = {k: self.grams[k] - other.grams[k].to(self.grams[k].device) for k in self.grams}
-        rows = {k: self.rows[k] - other.rows[k] for k in self.rows}
-        meta = dict(self.meta, samples=int(self.meta.get("samples", 0)) - int(other.meta.get("samples", 0)))
-        return LayerStats(grams, rows, meta)
-
-    __sub__ = subtract
-
-    def to(self, device: torch.device | str) -> LayerStats:
-        return LayerStats({k: v.to(device) for k, v in self.grams.items()}, dict(self.rows), self.meta)
-
-    def check_layers(self, layers: Sequence[LayerInfo]) -> None:
-        """Raise ``IncompatibleModelError`` unless every layer has a Gram matrix of the right size."""
-        missing = [la.name for la in layers if la.name not in self.grams]
-        wrong = [f"{la.name} (d={la.dim}, stats {tuple(self.grams[la.name].shape)})" for la in layers
-                 if la.name in self.grams and tuple(self.grams[la.name].shape) != (la.dim, la.dim)]
-        if missing or wrong:
-            raise IncompatibleModelError(
-                "the recorded statistics do not match the model: "
-                + (f"no statistics for layers {missing[:5]}; " if missing else "")
-                + (f"wrong sizes for {wrong[:3]}; " if wrong else "")
-                + "record them with LayerStats.from_loader(model, train_loader) on this architecture")
-
-    # -- persistence ----------------------------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike) -> None:
-        """Write a safetensors file (Gram matrices and row counts; ``meta`` in the header)."""
-        from safetensors.torch import save_file
-
-        tensors: dict[str, torch.Tensor] = {}
-        for k, g in self.grams.items():
-            tensors[f"gram/{k}"] = g.detach().cpu().contiguous()
-            tensors[f"rows/{k}"] = torch.tensor([self.rows[k]], dtype=torch.int64)
-        save_file(tensors, os.fspath(path), metadata={"unlearnkit": json.dumps(self.meta, sort_keys=True)})
-
-    @classmethod
-    def load(cls, path: str | os.PathLike, device: torch.device | str = "cpu") -> LayerStats:
-        """Read a file written by :meth:`save`.
-
-        Raises:
-            CheckpointError: The file is missing, unreadable, or not a LayerStats file.
-        """
-        from safetensors import safe_open
-
-        p = os.fspath(path)
-        if not os.path.isfile(p):
-            raise CheckpointError(f"no statistics file at {p}: record it with LayerStats.from_loader(...).save()")
-        try:
-            with safe_open(p, framework="pt", device=str(device)) as f:
-                meta = json.loads((f.metadata() or {}).get("unlearnkit", "{}"))
-                keys = list(f.keys())
-                tensors = {k: f.get_tensor(k) for k in keys}
-        except Exception as e:  # safetensors raises several types for corrupt files
-            raise CheckpointError(f"cannot read statistics file {p}: {e}") from None
-        if meta.get("format") != _FORMAT:
-            raise CheckpointError(f"{p} is not a unlearnkit LayerStats file (format {meta.get('format')!r}, "
-                                  f"expected {_FORMAT!r})")
-        grams = {k[len("gram/"):]: v.to(torch.float64) for k, v in tensors.items() if k.startswith("gram/")}
-        rows = {k[len("rows/"):]: int(v.item()) for k, v in tensors.items() if k.startswith("rows/")}
-        return cls(grams, rows, meta)
 
 
 # ---------------------------------------------------------------------------------------------------------------
