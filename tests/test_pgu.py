@@ -195,7 +195,7 @@ def test_stopping_rule_returns_the_model_of_the_chosen_epoch(toy, monkeypatch: p
     snaps: list[dict] = []
 
     def scripted(forget_accs, retained=None):  # noqa: ANN001, ANN202
-        def fake(model, data, forgotten):  # noqa: ANN001, ANN202
+        def fake(model, sets):  # noqa: ANN001, ANN202
             e = len(snaps)
             snaps.append({k: v.clone() for k, v in model.state_dict().items()})
             return _Metrics(forget_acc=forget_accs[e], val_acc=80.0,

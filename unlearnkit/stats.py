@@ -557,6 +557,9 @@ class LayerStats:
         self.grams = grams
         self.rows = rows
         self.meta = dict(meta)
+        # Datasets whose statistics were subtracted in place by earlier requests (pgu's update_stats), in memory
+        # only (not saved): pgu's cumulative mode measures forget accuracy on them too.
+        self.forgotten: list[Dataset] = []
 
     # -- construction ---------------------------------------------------------------------------------------------
     @classmethod
