@@ -465,7 +465,8 @@ def pgu_unlearn(model: nn.Module, data: UnlearnData, cfg: PguConfig) -> History:
     ``NAME.stats.safetensors``): one pass over the training set with the final weights, right after the last
     epoch, as the official code does (but on the plain inputs, see the deviations). Its eigenvectors ``U``
     (eigenvalues clamped at 0, descending) give the kept subspace ``U_k``, the top ``k`` directions by the energy
-    rule below. Then, epoch by epoch over the forget set, SGD without momentum minimises ``L = w_conf·mean(−log(1 + δ − p_y)) + w_ent·mean(Σ p log p)`` with
+    rule below. Then, epoch by epoch over the forget set, SGD without momentum minimises
+    ``L = w_conf·mean(−log(1 + δ − p_y)) + w_ent·mean(Σ p log p)`` with
 
     .. math:: \tilde G = G - G U_k U_k^\top,\quad W \leftarrow W - \eta_e \tilde G,\quad
               \eta_e = \eta_{start}\,\gamma^e,\ \gamma = (\eta_{end}/\eta_{start})^{1/E},
