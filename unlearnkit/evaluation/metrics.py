@@ -61,8 +61,8 @@ __all__ = [
 # Metrics whose signed/absolute gap to the retrained reference the evaluator reports (tier b, §6).
 GAP_METRICS: tuple[str, ...] = (
     "forget_acc", "retain_acc", "test_acc", "test_acc_full", "val_acc", "unlearn_acc", "test_acc_remaining",
-    "test_acc_forgotten", "mia_efficacy", "mia_efficacy_full_test", "mia_entropy_member_rate", "mia_lr_loss_acc", "mia_loss_auc", "mia_loss_tpr_at_1pct_fpr",
-    "mia_loss_tpr_at_0.1pct_fpr", "loss_ks_forget_test",
+    "test_acc_forgotten", "mia_efficacy", "mia_efficacy_full_test", "mia_entropy_member_rate", "mia_lr_loss_acc",
+    "mia_loss_auc", "mia_loss_tpr_at_1pct_fpr", "mia_loss_tpr_at_0.1pct_fpr", "loss_ks_forget_test",
 )
 
 # SCRUB clips per-example losses to ±100 before the logistic-regression attack (§2.5), so a few infinite or huge
