@@ -250,8 +250,8 @@ class Evaluator:
         m["nonfinite_logits"] = 0.0 if finite else 1.0
         matched = M.class_matched_mask(t.labels, f.labels)
         attack_keys = ("mia_efficacy", "mia_efficacy_full_test", "mia_entropy_member_rate", "mia_lr_loss_acc",
-                       "mia_loss_auc", "mia_loss_tpr_at_1pct_fpr", "mia_loss_tpr_at_0.1pct_fpr", "mia_loss_best_balanced_acc",
-                       "loss_ks_forget_test")
+                       "mia_loss_auc", "mia_loss_tpr_at_1pct_fpr", "mia_loss_tpr_at_0.1pct_fpr",
+                       "mia_loss_best_balanced_acc", "loss_ks_forget_test")
         for k in attack_keys:
             m[k] = math.nan
         if not finite:
