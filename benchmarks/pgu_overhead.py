@@ -22,9 +22,9 @@ import time
 import torch
 from torch.utils.data import TensorDataset
 
-from unlearnkit.methods._activations import projectable_layers
 from unlearnkit.methods.pgu import LayerStats, _projector, pgu_forget_loss
 from unlearnkit.models import build_model
+from unlearnkit.stats import projectable_layers
 
 
 def step(model: torch.nn.Module, layers, projectors, x, y, lr: float = 1e-3) -> tuple[float, float]:  # noqa: ANN001

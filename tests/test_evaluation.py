@@ -107,9 +107,11 @@ def test_accuracies_match_direct_computation(world: dict) -> None:
         pt = world["original"](sets.test.x).argmax(1)
         pf = world["original"](sets.forget.x).argmax(1)
     y = sets.test.y
-    assert m["test_acc"] == pytest.approx(100 * (pt == y).float().mean().item())
+    assert m["test_acc_full"] == pytest.approx(100 * (pt == y).float().mean().item())
     assert m["forget_acc"] == pytest.approx(100 * (pf == sets.forget.y).float().mean().item())
     keep = y != 2
+    # Class request: SalUn's protocol, TA on the test set without the forgotten class.
+    assert m["test_acc"] == pytest.approx(100 * (pt[keep] == y[keep]).float().mean().item())
     assert m["test_acc_remaining"] == pytest.approx(100 * (pt[keep] == y[keep]).float().mean().item())
     assert m["test_acc_forgotten"] == pytest.approx(100 * (pt[~keep] == y[~keep]).float().mean().item())
     assert m["unlearn_acc"] == pytest.approx(100 - m["forget_acc"])
@@ -246,3 +248,32 @@ def test_retain_limit_and_summary_over_seeds(world: dict) -> None:
     summ = summarize(recs)[0]["metrics"]
     assert summ["seconds"] == 1.5 and summ["seconds_ci95"] > 0
     assert "mia_lr_loss_acc_ci95" in summ and "forget_acc_ci95" in summ
+
+
+def test_class_requests_follow_salun_protocol_for_ta_and_mia(world: dict) -> None:
+    """Issue 19: for class requests TA and the attack's non-members exclude the forgotten classes (SalUn); the
+    full-test figures stay as ``test_acc_full`` and ``mia_efficacy_full_test``. Random requests are unchanged."""
+    from unlearnkit.evaluation import metrics as M
+    from unlearnkit.evaluation.signals import compute_signals
+
+    sets = world["class"]
+    model = world["original"]
+    ev = Evaluator(sets, batch_size=BATCH, seed=4)
+    m = ev.evaluate(model, reference=world["retrained"])
+    sig = {n: compute_signals(model, getattr(sets, n), n, batch_size=BATCH, num_classes=NUM_CLASSES)
+           for n in ("forget", "retain", "test")}
+    keep = ~np.isin(sig["test"].labels, (2,))
+    members = sig["retain"].confidence[ev.salun_mia_indices]
+    assert len(ev.salun_mia_indices) == min(int(keep.sum()), len(sets.retain))
+    assert set(ev.salun_mia_indices) <= set(ev.retain_mia_indices)
+    assert m["mia_efficacy"] == pytest.approx(M.mia_efficacy(members, sig["test"].confidence[keep],
+                                                             sig["forget"].confidence))
+    full_members = sig["retain"].confidence[ev.retain_mia_indices]
+    assert m["mia_efficacy_full_test"] == pytest.approx(M.mia_efficacy(full_members, sig["test"].confidence,
+                                                                       sig["forget"].confidence))
+    assert m["test_acc"] == m["test_acc_remaining"] != m["test_acc_full"]
+    ra = ev.evaluate(world["retrained"])
+    assert m["avg_gap"] == pytest.approx(np.mean([abs(m[k] - ra[k]) for k in
+                                                  ("forget_acc", "retain_acc", "test_acc", "mia_efficacy")]))
+    rnd = Evaluator(world["random"], batch_size=BATCH, seed=4).evaluate(model)
+    assert rnd["test_acc"] == rnd["test_acc_full"] and rnd["mia_efficacy"] == rnd["mia_efficacy_full_test"]

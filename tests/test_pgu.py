@@ -12,7 +12,6 @@ import unlearnkit
 from unlearnkit.errors import CheckpointError, IncompatibleModelError, UnlearnWarning, UnsupportedRequestError
 from unlearnkit.methods import get_method
 from unlearnkit.methods import pgu as pgu_mod
-from unlearnkit.methods._activations import eigh_desc, projectable_layers
 from unlearnkit.methods.pgu import (
     LayerStats,
     PguConfig,
@@ -22,6 +21,7 @@ from unlearnkit.methods.pgu import (
     kept_dimension,
     pgu_forget_loss,
 )
+from unlearnkit.stats import eigh_desc, projectable_layers
 
 # ---------------------------------------------------------------------------------------------------------------
 # Helpers
@@ -195,7 +195,7 @@ def test_stopping_rule_returns_the_model_of_the_chosen_epoch(toy, monkeypatch: p
     snaps: list[dict] = []
 
     def scripted(forget_accs, retained=None):  # noqa: ANN001, ANN202
-        def fake(model, data, forgotten):  # noqa: ANN001, ANN202
+        def fake(model, sets):  # noqa: ANN001, ANN202
             e = len(snaps)
             snaps.append({k: v.clone() for k, v in model.state_dict().items()})
             return _Metrics(forget_acc=forget_accs[e], val_acc=80.0,
@@ -405,3 +405,75 @@ def test_cli_presets_use_the_normalised_step_where_measured() -> None:
     # digits random requests keep the official update (see the preset's comment), as does the library default.
     assert build_config("pgu", dataset="digits", kind="random", seed=0) == PguConfig(seed=0)
     assert PguConfig().step == "sgd"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Issue 19: cumulative sequential mode, the official variant, cheap measurement
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_cumulative_mode_equals_a_single_request_on_the_union_at_the_first_step(toy) -> None:
+    net, x, y = toy
+    full = lambda: LayerStats.from_loader(net, loader(x[:80], y[:80]))  # noqa: E731
+    val = loader(x[80:], y[80:])
+    a, b = slice(50, 60), slice(60, 70)
+    # Request A subtracts its statistics in place; w_conf = w_ent = 0 leaves the weights unchanged, so request B
+    # starts from the same model as a single request on A ∪ B would.
+    st = full()
+    first = unlearnkit.unlearn(net, forget=loader(x[a], y[a]), val=val, stats=st, inplace=False,
+                               config=PguConfig(epochs=3, stop="none", w_conf=0.0, w_ent=0.0, update_stats=True))
+    assert all(torch.equal(p, q) for p, q in zip(first.model.parameters(), net.parameters()))
+    assert len(st.forgotten) == 1
+    cfg = dict(epochs=3, stop="none", update_stats=True)
+    seq = unlearnkit.unlearn(net, forget=loader(x[b], y[b]), val=val, stats=st,
+                             config=PguConfig(cumulative=True, **cfg))
+    union = unlearnkit.unlearn(net, forget=loader(x[50:70], y[50:70]), val=val, stats=full(),
+                               config=PguConfig(**cfg))
+    # Epoch 0 (before any update): forget accuracy over everything forgotten so far, as on the union; the kept
+    # subspaces come from C_full − C_A − C_B = C_full − C_{A∪B} (no sample subtracted twice).
+    for key in ("forget_acc", "val_acc", "gap"):
+        assert seq.history[key][0] == union.history[key][0]
+    assert seq.history["kept_fraction"] == union.history["kept_fraction"]
+    assert seq.history["measured_forget_samples"] == [20.0]
+    single = LayerStats.from_loader(net, loader(x[:80], y[:80])) - LayerStats.from_loader(net, loader(x[50:70],
+                                                                                                      y[50:70]))
+    for k in st.grams:
+        torch.testing.assert_close(st.grams[k], single.grams[k])
+        assert st.rows[k] == single.rows[k]
+    # The default measures the current request only.
+    st2 = full()
+    unlearnkit.unlearn(net, forget=loader(x[a], y[a]), val=val, stats=st2,
+                       config=PguConfig(epochs=2, stop="none", w_conf=0.0, w_ent=0.0, update_stats=True))
+    only_b = unlearnkit.unlearn(net, forget=loader(x[b], y[b]), val=val, stats=st2, config=PguConfig(**cfg))
+    assert only_b.history["measured_forget_samples"] == [10.0]
+    with pytest.raises(UnsupportedRequestError, match="cumulative"):
+        unlearnkit.unlearn(net, forget=loader(x[b], y[b]), retain=loader(x[:50], y[:50]), val=val,
+                           config=PguConfig(cumulative=True, **cfg))
+
+
+def test_official_variant_is_its_own_method_with_the_published_rules() -> None:
+    from unlearnkit.methods.pgu import PguOfficialConfig
+    from unlearnkit.pipeline import build_config
+
+    spec = get_method("pgu_official")
+    assert spec.config_cls is PguOfficialConfig and spec.fn is get_method("pgu").fn
+    for ds, kind in (("digits", "class"), ("shapes", "random"), ("shapes", "class")):
+        cfg = build_config("pgu_official", dataset=ds, kind=kind, seed=0)
+        assert (cfg.step, cfg.lr_start, cfg.lr_end, cfg.gap_val_guard, cfg.forget_target) == (
+            "sgd", 0.05, 0.01, False, None)
+    tuned = build_config("pgu", dataset="shapes", kind="random", seed=0)
+    assert (tuned.step, tuned.lr_start) == ("normalized", 0.1)
+
+
+def test_measurement_on_a_fixed_seeded_subset(toy) -> None:
+    net, x, y = toy
+    st = LayerStats.from_loader(net, loader(x[:80], y[:80]))
+    kw = dict(forget=loader(x[:40], y[:40]), val=loader(x[40:], y[40:]), stats=st)
+    full = unlearnkit.unlearn(net, config=PguConfig(epochs=2, stop="none"), **kw)
+    sub = unlearnkit.unlearn(net, config=PguConfig(epochs=2, stop="none", measure_samples=16), **kw)
+    again = unlearnkit.unlearn(net, config=PguConfig(epochs=2, stop="none", measure_samples=16), **kw)
+    assert full.history["measured_forget_samples"] == [40.0] and sub.history["measured_forget_samples"] == [16.0]
+    assert sub.history["forget_acc"] == again.history["forget_acc"]  # same subset under the same seed
+    # Accuracies over 16 samples are multiples of 100/16; over all 40 samples the update itself is unchanged.
+    assert all(abs(v * 16 / 100 - round(v * 16 / 100)) < 1e-9 for v in sub.history["forget_acc"])
+    assert all(torch.equal(p, q) for p, q in zip(full.model.parameters(), sub.model.parameters()))

@@ -62,6 +62,8 @@ METHOD_PRESETS: dict[tuple[str, str, str], dict[str, Any]] = {
     # §1 step 6). Here each pair is the pick of that search (official grid {10..1000} x {1..100}, score
     # retain_acc x (1 - forget_acc)) on the val split of seed 0, class:3 (`benchmarks/svd_alpha_grid.py`);
     # (100, 3) left 11-25% of digits' test class-3 images recognised. Seeds 0-2 in README "Method notes".
+    # Multi-class requests use the same pair: each forgotten class gets its own forget space (SvdConfig.multi_class),
+    # so the one-class alpha_f applies per class (digits class:1,3 and class:1,3,7: 0% forget accuracy, seeds 0-2).
     ("svd", "digits", "*"): dict(alpha_r=30.0, alpha_f=3.0),
     ("svd", "shapes", "*"): dict(alpha_r=10.0, alpha_f=3.0),
     # pgu: at the official plain-SGD step (lr 0.05 -> 0.01) nothing moves on these originals, which the CLI's recipe
@@ -73,6 +75,7 @@ METHOD_PRESETS: dict[tuple[str, str, str], dict[str, Any]] = {
     # Not for digits random requests: there the original already matches the retrained model (forget acc ~99%
     # either way), forget and val accuracy fall together, and the val guard stopped 5 points down (seed 0: avg_gap
     # 3.41 vs 1.26 unchanged), so the official step, which leaves the model as it is, is kept.
+    # The published update without any preset is the separate method `pgu_official` (its own bench rows).
     ("pgu", "digits", "class"): dict(step="normalized", lr_start=0.1, lr_end=0.02),
     ("pgu", "shapes", "*"): dict(step="normalized", lr_start=0.1, lr_end=0.02),
     # sfron, class requests: the official code has random-subset settings only and the spec says the class-wise

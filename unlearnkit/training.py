@@ -30,6 +30,7 @@ from .distributed import (
     is_main_process,
 )
 from .errors import ConfigError, DataError
+from .stats import LayerStats
 
 __all__ = ["TrainCallback", "TrainLog", "TrainRecipe", "evaluate_accuracy", "predict_logits", "train"]
 
@@ -90,7 +91,7 @@ class TrainLog:
     losses: list[float]
     epoch_losses: list[float]
     seconds: float
-    stats: Any = None
+    stats: LayerStats | None = None
     stats_seconds: float = 0.0
 
 
@@ -134,7 +135,7 @@ def train(model: nn.Module, dataset: Dataset, *, recipe: TrainRecipe | None = No
         callbacks: objects with ``on_batch(model, x, y)``, called after every optimiser step.
         loss_fn: ``loss_fn(logits, y)``; cross-entropy with the recipe's label smoothing by default.
         record_stats: after the last epoch, record the per-layer input Gram matrices of the trained model over
-            ``dataset`` (:class:`~unlearnkit.methods.pgu.LayerStats`, one pass without augmentation, seeded by
+            ``dataset`` (:class:`~unlearnkit.stats.LayerStats`, one pass without augmentation, seeded by
             ``seed``), so that ``pgu`` can later forget without the retain data. They are taken with the final
             weights, as the official code does right after training: sums accumulated during the last epoch would
             mix weights of different steps and would not subtract exactly from forget statistics of the model.
@@ -205,11 +206,9 @@ def train(model: nn.Module, dataset: Dataset, *, recipe: TrainRecipe | None = No
 
 
 def record_layer_stats(model: nn.Module, dataset: Dataset, *, seed: int = 0, device: torch.device | str | None = None,
-                       progress: bool = False) -> Any:
+                       progress: bool = False) -> LayerStats:
     """``pgu``'s layer statistics of a trained ``model`` over its training ``dataset`` (C_full): the pass that
     ``train(..., record_stats=True)`` makes after its last epoch, also used for a cached model that lacks them."""
-    from .methods.pgu import LayerStats
-
     return LayerStats.from_loader(model, dataset, device=device, seed=int(seed),
                                   progress=progress and is_main_process())
 

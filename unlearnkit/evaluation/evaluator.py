@@ -50,7 +50,7 @@ from .signals import Signals, compute_signals, model_hash
 __all__ = ["METRICS_VERSION", "EvalSets", "Evaluator", "split_plots"]
 
 # Bump when a metric's definition changes, so results from different versions are not compared silently (§5.9).
-METRICS_VERSION = "unlearnkit.metrics/1"
+METRICS_VERSION = "unlearnkit.metrics/2"  # /2: SalUn's class-request protocol for test_acc, mia_efficacy
 
 # Loss histogram bins for the report: log-spaced over [1e-6, 1e2] nats, 4 bins per decade.
 LOSS_HIST_EDGES = np.logspace(-6.0, 2.0, 33)
@@ -185,6 +185,14 @@ class Evaluator:
         # SalUn: members = |D_test| retain examples (all of them when the retain set is smaller). Sorted, seeded,
         # and the same rows for every model (§5.10).
         self.retain_mia_indices = np.sort(rng.choice(n_retain, min(n_test, n_retain), replace=False))
+        # Class requests (SalUn): the non-members are the test examples of the remaining classes, so the members
+        # are that many retain examples: the first ones of the same seeded draw.
+        self.salun_mia_indices = self.retain_mia_indices
+        ty = _labels_of(sets.test)
+        if sets.forget_classes is not None and ty is not None:
+            n_keep = int((~np.isin(ty, sets.forget_classes)).sum())
+            self.salun_mia_indices = np.sort(rng.permutation(self.retain_mia_indices)[:min(n_keep, n_retain)]) \
+                if n_keep < len(self.retain_mia_indices) else self.retain_mia_indices
 
     # -----------------------------------------------------------------------------------------------------------
 
@@ -226,7 +234,7 @@ class Evaluator:
         m["forget_acc"] = M.accuracy(f.predictions, f.labels)
         m["unlearn_acc"] = 100.0 - m["forget_acc"]
         m["retain_acc"] = M.accuracy(r.predictions, r.labels)
-        m["test_acc"] = M.accuracy(t.predictions, t.labels)
+        m["test_acc"] = m["test_acc_full"] = M.accuracy(t.predictions, t.labels)
         m["val_acc"] = M.accuracy(S["val"].predictions, S["val"].labels) if "val" in S else math.nan
         m["per_class_test_acc"] = M.per_class_accuracy(t.predictions, t.labels, int(self.sets.num_classes or 0)
                                                        ).tolist()
@@ -234,14 +242,16 @@ class Evaluator:
             gone = np.isin(t.labels, fc)
             m["test_acc_remaining"] = M.accuracy(t.predictions[~gone], t.labels[~gone])
             m["test_acc_forgotten"] = M.accuracy(t.predictions[gone], t.labels[gone])
+            # SalUn's protocol for class-wise forgetting: TA on the test set without the forgotten classes.
+            m["test_acc"] = m["test_acc_remaining"]
         else:
             m["test_acc_remaining"] = m["test_acc_forgotten"] = math.nan
         finite = all(s.finite for s in S.values())
         m["nonfinite_logits"] = 0.0 if finite else 1.0
         matched = M.class_matched_mask(t.labels, f.labels)
-        attack_keys = ("mia_efficacy", "mia_entropy_member_rate", "mia_lr_loss_acc", "mia_loss_auc",
-                       "mia_loss_tpr_at_1pct_fpr", "mia_loss_tpr_at_0.1pct_fpr", "mia_loss_best_balanced_acc",
-                       "loss_ks_forget_test")
+        attack_keys = ("mia_efficacy", "mia_efficacy_full_test", "mia_entropy_member_rate", "mia_lr_loss_acc",
+                       "mia_loss_auc", "mia_loss_tpr_at_1pct_fpr", "mia_loss_tpr_at_0.1pct_fpr",
+                       "mia_loss_best_balanced_acc", "loss_ks_forget_test")
         for k in attack_keys:
             m[k] = math.nan
         if not finite:
@@ -249,7 +259,17 @@ class Evaluator:
                           "membership attacks are reported as None", UnlearnWarning, stacklevel=3)
         else:
             rm = r.subset(self.retain_mia_indices, "retain_mia")
-            m["mia_efficacy"] = M.mia_efficacy(rm.confidence, t.confidence, f.confidence)
+            m["mia_efficacy"] = m["mia_efficacy_full_test"] = M.mia_efficacy(rm.confidence, t.confidence,
+                                                                               f.confidence)
+            if fc is not None:
+                # SalUn's protocol for class requests: the attack's non-members are the test examples of the
+                # remaining classes, and its members a retain subsample of that size (self.salun_mia_indices).
+                keep = ~np.isin(t.labels, fc)
+                if keep.any():
+                    rs = r.subset(self.salun_mia_indices, "retain_mia_salun")
+                    m["mia_efficacy"] = M.mia_efficacy(rs.confidence, t.confidence[keep], f.confidence)
+                else:
+                    m["mia_efficacy"] = math.nan
             m["mia_entropy_member_rate"] = M.svc_member_rate(rm.entropy, t.entropy, f.entropy)
             if matched.any():
                 tl = t.losses[matched]
