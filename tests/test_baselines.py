@@ -386,6 +386,21 @@ def test_bad_teacher_trains_toward_the_random_teacher_on_forget_examples(toy):
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def _brute_expected_fisher(model, x, num_classes):
+    """Golatkar's expected Fisher diagonal by brute force: one example and one class at a time,
+    mean over examples of sum_c p(c|x) (d CE(x, c) / d theta)^2."""
+    ref = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    for i in range(len(x)):
+        out = model(x[i:i + 1])
+        prob = torch.softmax(out, 1).detach()
+        for c in range(num_classes):
+            grads = torch.autograd.grad(F.cross_entropy(out, torch.tensor([c])), list(model.parameters()),
+                                        retain_graph=True)
+            for (n, _), gr in zip(model.named_parameters(), grads):
+                ref[n] += prob[0, c] * gr.pow(2)
+    return {n: r / len(x) for n, r in ref.items()}
+
+
 def test_expected_fisher_equals_brute_force_loop():
     x, y = _blobs(n=20)
     model = _mlp(bn=True)
@@ -393,17 +408,9 @@ def test_expected_fisher_equals_brute_force_loop():
         model(x)
     model.eval()
     got = sal.expected_fisher_diagonal(model, DataLoader(TensorDataset(x, y), batch_size=7), "cpu")
-    ref = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
-    for i in range(len(x)):
-        out = model(x[i:i + 1])
-        prob = torch.softmax(out, 1).detach()
-        for c in range(3):
-            grads = torch.autograd.grad(F.cross_entropy(out, torch.tensor([c])), list(model.parameters()),
-                                        retain_graph=True)
-            for (n, _), gr in zip(model.named_parameters(), grads):
-                ref[n] += prob[0, c] * gr.pow(2)
+    ref = _brute_expected_fisher(model, x, 3)
     for n in ref:
-        torch.testing.assert_close(got[n], ref[n] / len(x), rtol=1e-4, atol=1e-9)
+        torch.testing.assert_close(got[n], ref[n], rtol=1e-4, atol=1e-9)
 
 
 def test_fisher_noise_scale_and_forgotten_class_rows(toy):
@@ -449,14 +456,6 @@ def test_expected_fisher_on_the_channels_last_cnn_equals_brute_force():
     model.eval()
     x, y = torch.rand(6, 3, 16, 16), torch.randint(0, 4, (6,))
     got = sal.expected_fisher_diagonal(model, DataLoader(TensorDataset(x, y), batch_size=3), "cpu")
-    ref = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
-    for i in range(len(x)):
-        out = model(x[i:i + 1])
-        prob = torch.softmax(out, 1).detach()
-        for c in range(4):
-            grads = torch.autograd.grad(F.cross_entropy(out, torch.tensor([c])), list(model.parameters()),
-                                        retain_graph=True)
-            for (n, _), gr in zip(model.named_parameters(), grads):
-                ref[n] += prob[0, c] * gr.pow(2)
+    ref = _brute_expected_fisher(model, x, 4)
     for n in ref:
-        torch.testing.assert_close(got[n], ref[n] / len(x), rtol=1e-3, atol=1e-10)
+        torch.testing.assert_close(got[n], ref[n], rtol=1e-3, atol=1e-10)
