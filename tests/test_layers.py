@@ -1,8 +1,8 @@
 """The package's layering: no module under ``unlearnkit/`` imports a module above it (issue 19).
 
 Order, low to high: errors/distributed -> data, models -> stats, training, checkpoints, requests, presets ->
-methods -> api -> evaluation -> pipeline, bench, audit, testing -> cli -> the package root. A module may import
-modules of its own layer or below. Imports inside functions count too (they run upward all the same).
+methods -> api -> evaluation -> pipeline, bench, audit, testing -> ledger -> cli -> the package root. A module may
+import modules of its own layer or below. Imports inside functions count too (they run upward all the same).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("api",),
     ("evaluation",),
     ("pipeline", "bench", "audit", "testing"),
-    ("cli", "__main__"),
+    ("ledger",),
+    ("cli", "cli_ledger", "__main__"),
 ]
 
 
