@@ -30,7 +30,7 @@ import numpy as np
 from ..errors import RequestError
 from .base import LabeledDataset
 
-__all__ = ["IdResolution", "read_ids_file", "resolve_user_ids"]
+__all__ = ["IdResolution", "read_ids_file", "resolve_user_ids", "user_ids_of"]
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,8 @@ class IdResolution:
         return {k: int(i) for k, i in zip(self.train_ids, self.train_idx.tolist())}
 
 
-def _source_ids(ds: LabeledDataset) -> np.ndarray:
+def user_ids_of(ds: LabeledDataset) -> np.ndarray:
+    """The user id of each row of ``ds``: its ``source_ids``, or its positions when it has none."""
     return ds.source_ids if ds.source_ids is not None else np.arange(len(ds))
 
 
@@ -80,7 +81,7 @@ def resolve_user_ids(ids: Iterable[Any], train: LabeledDataset, *,
     Raises:
         RequestError: an id is listed twice, or an integer id scheme gets a non-integer id.
     """
-    src = _source_ids(train)
+    src = user_ids_of(train)
     numeric = src.dtype.kind in "iu"
     want: list[Any] = []
     for raw in ids:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..data.base import content_hash
-from ..data.ids import read_ids_file
+from ..data.ids import read_ids_file, user_ids_of
 from ..errors import RequestError
 from ..requests import ForgetRequest
 
@@ -57,6 +57,6 @@ def indices_request(train: Any, idx: np.ndarray, path: Path) -> str:
     :func:`training_indices` for ids files."""
     from ..checkpoints import atomic_write_text
 
-    src = np.arange(len(train)) if train.source_ids is None else train.source_ids
+    src = user_ids_of(train)
     atomic_write_text(path, "\n".join(str(src[int(i)]) for i in idx) + "\n")
     return f"ids:{path}"
