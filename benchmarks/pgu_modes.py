@@ -49,7 +49,7 @@ def main() -> None:
         split = exp.resolve(args.forget, seed)
         orig, ref = exp.original(seed), exp.retrained(split, seed)
         ev = exp.evaluator(split, seed)
-        ld = exp.loaders(split)
+        ld = exp.data.loaders(split)
         cfg = build_config("pgu", dataset=exp.dataset_spec, kind=split.request.kind, seed=seed)
         # Recorded once "right after training", over the whole training set with the original model.
         stats = LayerStats.from_loader(orig.model, DataLoader(s.train, batch_size=128), seed=seed)

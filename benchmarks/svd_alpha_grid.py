@@ -35,7 +35,7 @@ def grid_for(dataset: str, seed: int, cache_dir: str) -> dict:
     exp = Experiment(dataset, cache_dir=cache_dir, progress=False, log=lambda *_: None)
     original = exp.original(seed).model
     split = exp.resolve(REQUEST, seed)
-    ld = exp.loaders(split)
+    ld = exp.data.loaders(split)
     test = torch.utils.data.DataLoader(exp.splits.test, batch_size=128)
 
     def data(val):

@@ -215,7 +215,7 @@ def rte(cache_dir: str, seed: int = 0) -> None:
     exp = Experiment("shapes", cache_dir=cache_dir, progress=False, log=lambda *_: None)
     original = exp.original(seed).model
     split = exp.resolve("class:3", seed)
-    ld = exp.loaders(split)
+    ld = exp.data.loaders(split)
 
     def run_svd(**over: object) -> tuple[float, float]:
         cfg = build_config("svd", dataset="shapes", kind="class", seed=seed, overrides=dict(over))
@@ -226,7 +226,7 @@ def rte(cache_dir: str, seed: int = 0) -> None:
 
     load0 = os.getloadavg()[0]
     svd_runs = [run_svd() for _ in range(3)]
-    model = exp.new_model(seed)
+    model = exp.models.new_model(seed)
     w0, c0 = time.perf_counter(), time.process_time()
     train(model, split.retain_set(exp.splits.train), recipe=exp.recipe, seed=seed, device=exp.device)
     retrain_wall, retrain_cpu = time.perf_counter() - w0, time.process_time() - c0

@@ -54,7 +54,7 @@ def run(dataset: str, requests: list[str], repeats: int, seed: int, overrides: d
     for req in requests:
         split = exp.resolve(req, seed)
         cfg = build_config("unsir", dataset=dataset, kind="class", seed=seed, overrides=overrides)
-        prepared.append((req, split, cfg, exp.loaders(split)))
+        prepared.append((req, split, cfg, exp.data.loaders(split)))
 
     def once(split: Any, cfg: Any, ld: Any) -> Any:
         return unlearn(orig, forget=None, retain=ld["retain"], config=cfg, forget_classes=split.forget_classes,
@@ -91,7 +91,7 @@ def run(dataset: str, requests: list[str], repeats: int, seed: int, overrides: d
         if rte_live and req == requests[0]:
             # The cached reference may have been trained under another machine load; retrain once now, right
             # after the timed unsir runs, so that both times see the same load.
-            model = exp.new_model(seed)
+            model = exp.models.new_model(seed)
             log = train(model, split.retain_set(exp.splits.train), recipe=exp.recipe, seed=seed, device=exp.device)
             rec["retrain_seconds_live"] = log.seconds
             rec["rte_live"] = log.seconds / rec["seconds_median"]

@@ -516,7 +516,7 @@ def test_multi_class_requests_forget_like_single_class_ones(digits_cnns, seed: i
     out = {}
     for classes in ((3,), (1, 3), (1, 3, 7)):
         sp = exp.resolve("class:" + ",".join(map(str, classes)), seed)
-        ld = exp.loaders(sp)
+        ld = exp.data.loaders(sp)
         for mode in ("per_class", "pooled") if len(classes) == 3 else ("per_class",):
             cfg = build_config("svd", dataset="digits", kind="class", seed=seed, overrides={"multi_class": mode})
             res = unlearnkit.unlearn(net, forget=ld["forget"], retain=ld["retain"], config=cfg,

@@ -33,14 +33,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from .checkpoints import atomic_write, atomic_write_text
 from .data.base import content_hash
 from .distributed import broadcast_object, is_main_process
 from .errors import ConfigError
 from .evaluation import audit_metrics as A
-from .pipeline import Experiment, build_config
+from .methods.base import get_method
+from .pipeline import Experiment, check_supported
 from .requests import ForgetRequest
 from .training import predict_logits
 
@@ -108,20 +108,14 @@ class _Auditor:
 
     def _shadow(self, j: int):  # noqa: ANN202
         h = self.halves[j]
-        return self.exp._trained("shadow", self.seed * 1000 + j, self.train.subset(h),
-                                 {"half": content_hash(h)}).model
+        return self.exp.models.trained("shadow", self.seed * 1000 + j, self.train.subset(h),
+                                       {"half": content_hash(h)}).model
 
     def _unlearn(self, method: str, model: torch.nn.Module, forget_idx: np.ndarray, retain_idx: np.ndarray,
                  mseed: int, classes: tuple[int, ...] | None) -> torch.nn.Module:
-        from .api import unlearn
-
-        cfg = build_config(method, dataset=self.exp.dataset_spec, kind=self.kind, seed=mseed,
-                           overrides=self.overrides.get(method))
-        res = unlearn(model, forget=DataLoader(self.train.subset(forget_idx), batch_size=128),
-                      retain=DataLoader(self.train.subset(retain_idx), batch_size=128),
-                      val=DataLoader(self.exp.splits.val, batch_size=128), config=cfg, forget_classes=classes,
-                      num_classes=self.exp.splits.num_classes, device=self.exp.device)
-        return res.model
+        cfg = self.exp.runner.config(method, self.kind, mseed, self.overrides.get(method))
+        return self.exp.runner.run_on(cfg, model, forget_idx, retain_idx, forget_classes=classes,
+                                      progress=False).model
 
     # --- U-LiRA ----------------------------------------------------------------------------------------------------
     def ulira(self, method: str) -> tuple[dict[str, Any], A.ULiraResult]:
@@ -136,8 +130,10 @@ class _Auditor:
                 row = self._row(f"ulira__original__{j}__{key}", lambda j=j: self._shadow(j))
             elif method == "retrain":
                 row = self._row(f"ulira__retrain__{j}__{key}", lambda j=j, h=h, f_idx=f_idx, r_idx=r_idx:
-                                self.exp._trained("shadow_retrain", self.seed * 1000 + j, self.train.subset(r_idx),
-                                                  {"half": content_hash(h), "forget_hash": content_hash(f_idx)}).model)
+                                self.exp.models.trained("shadow_retrain", self.seed * 1000 + j,
+                                                        self.train.subset(r_idx),
+                                                        {"half": content_hash(h),
+                                                         "forget_hash": content_hash(f_idx)}).model)
             else:
                 row = self._row(f"ulira__{method}__{j}__{key}", lambda j=j, f_idx=f_idx, r_idx=r_idx: self._unlearn(
                     method, self._shadow(j), f_idx, r_idx, self.seed * 1000 + j, self.split.forget_classes))
@@ -198,7 +194,7 @@ def run_audit(exp: Experiment, *, request: str, methods: list[str], k: int = 32,
     for method in ["original", "retrain", *[m for m in methods if m not in ("original", "retrain")]]:
         t0 = time.perf_counter()
         if method not in ("original", "retrain"):
-            spec = exp.check_supported(__import__("unlearnkit").get_method(method), aud.split)
+            spec = check_supported(get_method(method), aud.split)
             if spec:
                 records.append({"method": method, "status": "n/a", "reason": spec})
                 continue

@@ -40,7 +40,7 @@ from .checkpoints import atomic_write_text
 from .distributed import barrier, broadcast_object, is_main_process
 from .errors import ConfigError, RequestError
 from .methods.base import get_method
-from .pipeline import Experiment
+from .pipeline import Experiment, ExperimentData, check_supported
 from .requests import ForgetRequest, ForgetSplit
 
 __all__ = ["SCENARIOS", "Scenario", "render_bench_report", "run_bench"]
@@ -89,16 +89,16 @@ def _parse_scenarios(text: str) -> list[Scenario]:
     return out
 
 
-def scenario_splits(exp: Experiment, sc: Scenario, seed: int) -> list[ForgetSplit]:
+def scenario_splits(data: ExperimentData | Experiment, sc: Scenario, seed: int) -> list[ForgetSplit]:
     """The cumulative forget/retain splits after each step of ``sc`` (one split for single-step scenarios)."""
-    train = exp.splits.train
+    train = data.splits.train
     n = len(train)
     if not sc.sequential:
-        return [exp.resolve(sc.requests[0], seed)]
+        return [data.resolve(sc.requests[0], seed)]
     if sc.step_classes:
-        if max(sc.step_classes) >= exp.splits.num_classes:
+        if max(sc.step_classes) >= data.splits.num_classes:
             raise RequestError(f"scenario {sc.name} needs classes {list(sc.step_classes)}; the dataset has "
-                               f"{exp.splits.num_classes}")
+                               f"{data.splits.num_classes}")
         steps = [np.flatnonzero(train.y.numpy() == c) for c in sc.step_classes]
     elif sc.step_size_range:
         rng = np.random.default_rng([int(seed), 0x5E1D])
@@ -149,14 +149,9 @@ def run_bench(exp: Experiment, *, methods: list[str], scenarios: list[Scenario],
               overrides: dict[str, dict[str, Any]] | None = None, log: Callable[[str], None] = print,
               run_info: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run (or resume) the matrix; returns the results dict also written to ``out/results.json``."""
-    from torch.utils.data import DataLoader
-
-    from .api import unlearn
-    from .pipeline import build_config
-
     out.mkdir(parents=True, exist_ok=True)
     # Validate every scenario on every seed first: bad requests fail before any training.
-    plans = {(sc.name, s): scenario_splits(exp, sc, s) for sc in scenarios for s in seeds}
+    plans = {(sc.name, s): scenario_splits(exp.data, sc, s) for sc in scenarios for s in seeds}
     total = len(scenarios) * len(seeds) * (len(methods) + 2)
     done = 0
     for seed in seeds:
@@ -169,9 +164,8 @@ def run_bench(exp: Experiment, *, methods: list[str], scenarios: list[Scenario],
                 todo = []
                 for m in ["original", "retrain", *methods]:
                     path = _cell_path(out, sc.name, m, seed)
-                    want = None if m in ("original", "retrain") else json.loads(json.dumps(build_config(
-                        m, dataset=exp.dataset_spec, kind=sc.kind, seed=seed,
-                        overrides=(overrides or {}).get(m)).to_dict(), default=_default))
+                    want = None if m in ("original", "retrain") else json.loads(json.dumps(exp.runner.config(
+                        m, sc.kind, seed, (overrides or {}).get(m)).to_dict(), default=_default))
                     if not _cell_done(path, want):
                         if path.exists():
                             log(f"{path.name}: computed with another config (or unreadable); recomputing")
@@ -180,9 +174,9 @@ def run_bench(exp: Experiment, *, methods: list[str], scenarios: list[Scenario],
             done += len(methods) + 2 - len(todo)
             if not todo:
                 continue
-            orig = orig or exp.original(seed)
-            refs = [exp.retrained(sp, seed) for sp in steps]
-            evs = [exp.evaluator(sp, seed) for sp in steps]
+            orig = orig or exp.models.original(seed)
+            refs = [exp.models.retrained(sp, seed) for sp in steps]
+            evs = [exp.data.evaluator(sp, seed, exp.device) for sp in steps]
             for method in todo:
                 t0 = time.perf_counter()
                 recs: list[dict[str, Any]] = []
@@ -194,7 +188,7 @@ def run_bench(exp: Experiment, *, methods: list[str], scenarios: list[Scenario],
                         recs.append(_rec(sc, method, seed, t, sp, m, None))
                 else:
                     spec = get_method(method)
-                    reason = exp.check_supported(spec, steps[0]) or (
+                    reason = check_supported(spec, steps[0]) or (
                         f"{method} does not support {sc.kind} requests" if sc.kind not in spec.supported_requests
                         else None)
                     if reason:
@@ -205,16 +199,12 @@ def run_bench(exp: Experiment, *, methods: list[str], scenarios: list[Scenario],
                         for t, (sp, ref, ev) in enumerate(zip(steps, refs, evs)):
                             # A sequential step forgets only what is new, from the previous step's model.
                             new = np.setdiff1d(sp.forget_idx, steps[t - 1].forget_idx) if t else sp.forget_idx
-                            cfg = build_config(method, dataset=exp.dataset_spec, kind=sc.kind, seed=seed,
-                                               overrides=(overrides or {}).get(method))
+                            cfg = exp.runner.config(method, sc.kind, seed, (overrides or {}).get(method))
                             new_classes = (tuple(c for c in sp.forget_classes if not steps[t - 1].forget_classes
                                                  or c not in steps[t - 1].forget_classes)
                                            if sp.forget_classes and t else sp.forget_classes)
-                            res = unlearn(model, forget=DataLoader(exp.splits.train.subset(new), batch_size=128),
-                                          retain=DataLoader(sp.retain_set(exp.splits.train), batch_size=128),
-                                          val=DataLoader(exp.splits.val, batch_size=128), config=cfg,
-                                          forget_classes=new_classes, num_classes=exp.splits.num_classes,
-                                          device=exp.device)
+                            res = exp.runner.run_on(cfg, model, new, sp.retain_idx, forget_classes=new_classes,
+                                                    progress=False)
                             model, total_s = res.model, total_s + res.seconds
                             m = ev.evaluate(model, reference=ref.model, seconds=total_s,
                                             peak_memory_mb=res.peak_memory_mb,

@@ -322,7 +322,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .distributed import is_main_process
     from .evaluation import summarize, write_report
     from .methods.base import get_method
-    from .pipeline import build_config, parse_overrides
+    from .pipeline import build_config, check_supported, parse_overrides
 
     t_start = time.perf_counter()
     seeds = args.seeds = _parse_seeds(args.seeds)
@@ -352,7 +352,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     configs: dict[tuple[str, int], Any] = {}
     for seed in seeds:
         for name in methods:
-            if exp.check_supported(get_method(name), splits[seed]) is None:
+            if check_supported(get_method(name), splits[seed]) is None:
                 configs[name, seed] = build_config(name, dataset=exp.dataset_spec, kind=splits[seed].request.kind,
                                                    seed=seed, overrides=overrides.get(name))
     # Also for methods whose cells are n/a, so that a typo is never silently ignored.
@@ -385,7 +385,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             if len(seeds) > 1 and seed == seeds[0]:
                 # Noise floor: a second reference with another seed on the same retain set (spec §5 pitfall 4); one
                 # pair (first seed) bounds the cost to one extra training.
-                floor_ref = exp._trained("retrain", seed + 10_000, split.retain_set(exp.splits.train),
+                floor_ref = exp.models.trained("retrain", seed + 10_000, split.retain_set(exp.splits.train),
                                          {"request": str(split.request), "forget_hash": split.key}).model
             return _record("retrain", request, seed, ev.evaluate(ref.model, reference=floor_ref, seconds=ref.seconds))
 
@@ -394,7 +394,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         save_partial()
         for name in methods:
             spec = get_method(name)
-            reason = exp.check_supported(spec, split)
+            reason = check_supported(spec, split)
             if reason:
                 records.append(_record(name, request, seed, {}, status="n/a", reason=reason))
                 continue
@@ -550,7 +550,7 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
     from .checkpoints import save_checkpoint
     from .errors import UnsupportedRequestError
     from .methods.base import get_method
-    from .pipeline import build_config, parse_overrides
+    from .pipeline import build_config, check_supported, parse_overrides
 
     spec = get_method(args.method)
     overrides = parse_overrides(args.set)
@@ -566,7 +566,7 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
             raise ConfigError(f"--stats {args.stats} not found; record it with `unlearnkit train --record-stats`")
     exp = _experiment(args)
     split = exp.resolve(args.forget, args.seed)
-    reason = exp.check_supported(spec, split)
+    reason = check_supported(spec, split)
     if reason:
         raise UnsupportedRequestError(reason)
     cfg = build_config(args.method, dataset=exp.dataset_spec, kind=split.request.kind, seed=args.seed,

@@ -1,6 +1,9 @@
 """The experiment pipeline behind the CLI: data, cached original and retrained models, methods, evaluation.
 
-One :class:`Experiment` per (dataset, model, recipe). Models are cached by content (see
+One :class:`Experiment` per (dataset, model, recipe), made of three roles that can each be built, read and tested
+alone: :class:`ExperimentData` (splits, resolved requests, loaders, the evaluator of a request), :class:`ModelStore`
+(architecture, training and the model cache) and :class:`MethodRunner` (a method's CLI config and the one call to
+:func:`~unlearnkit.unlearn` behind ``run``, ``bench``, ``audit`` and the ledger). Models are cached by content (see
 :class:`~unlearnkit.checkpoints.ModelCache`): the original depends on (dataset hash, model, recipe, seed); the
 retrained reference also on the forget set. Both are trained once and reused by every method, seed and re-run.
 """
@@ -33,7 +36,8 @@ from .presets import method_overrides, train_recipe
 from .requests import ForgetRequest, ForgetSplit
 from .training import TrainRecipe, record_layer_stats, train
 
-__all__ = ["Experiment", "TrainedModel", "build_config", "code_fingerprint", "forget_ids_record", "parse_overrides"]
+__all__ = ["Experiment", "ExperimentData", "MethodRunner", "ModelStore", "TrainedModel", "build_config",
+           "check_supported", "code_fingerprint", "forget_ids_record", "parse_overrides"]
 
 Log = Callable[[str], None]
 
@@ -166,33 +170,29 @@ def build_config(method: str, *, dataset: str, kind: str, seed: int,
     return spec.config_cls(**kw)
 
 
-class Experiment:
-    """Trains or loads originals and references for one (dataset, model, recipe) and runs methods on them."""
+def check_supported(spec: MethodSpec, split: ForgetSplit) -> str | None:
+    """None if ``spec`` can serve ``split``; otherwise the reason (for "n/a" cells and one-line errors)."""
+    kind = split.request.kind
+    if kind not in spec.supported_requests:
+        ok = ", ".join(sorted(spec.supported_requests))
+        return f"{spec.name} does not support {kind} requests (supports: {ok})"
+    if spec.requires_forget_classes and not split.forget_classes:
+        return f"{spec.name} needs whole forgotten classes"
+    return None
 
-    def __init__(self, dataset: str = "digits", model: str | None = None, *, model_kwargs: dict[str, Any] | None = None,
-                 recipe: TrainRecipe | None = None, data_seed: int = 0, cache_dir: Path | str = ".unlearnkit_cache",
-                 device: str | torch.device = "cpu", progress: bool = True, log: Log = print,
-                 label_column: str | None = None, record_stats: bool = False,
+
+class ExperimentData:
+    """The data role: one dataset's splits (loaded once), forget requests resolved on them, their loaders and the
+    evaluator of a request. Knows nothing of models or methods."""
+
+    def __init__(self, dataset: str = "digits", *, data_seed: int = 0, label_column: str | None = None,
                  data_options: dict[str, Any] | None = None) -> None:
-        from .presets import DEFAULT_MODEL
-
         self.dataset_spec = dataset
-        self.model_name = model or DEFAULT_MODEL.get(dataset.split(":", 1)[0], "mlp")
-        self.model_kwargs = dict(model_kwargs or {})
-        self.recipe = recipe or train_recipe(dataset, self.model_name)
         self.data_seed = data_seed
-        self.cache = ModelCache(cache_dir)
-        self.device = torch.device(device)
-        self.progress = progress
-        self.log = log
         self.label_column = label_column
         self.data_options = dict(data_options or {})  # more load_dataset options (csv: header, id_column)
-        # Originals get pgu's layer statistics (C_full) recorded by the training loop and stored beside the checkpoint.
-        self.record_stats = bool(record_stats)
         self._splits: DatasetSplits | None = None
-        self._arch: str | None = None
 
-    # --- data ------------------------------------------------------------------------------------------------------
     @property
     def splits(self) -> DatasetSplits:
         if self._splits is None:
@@ -206,15 +206,53 @@ class Experiment:
         return req.resolve(s.train, class_names=s.class_names, seed=seed, sub_names=s.sub_names,
                            held_out={"val": s.val, "test": s.test})
 
-    # --- models ----------------------------------------------------------------------------------------------------
-    def model_spec(self) -> dict[str, Any]:
+    def loaders(self, split: ForgetSplit, batch_size: int = 128) -> dict[str, DataLoader]:
         s = self.splits
+        return {"forget": DataLoader(split.forget_set(s.train), batch_size=batch_size),
+                "retain": DataLoader(split.retain_set(s.train), batch_size=batch_size),
+                "val": DataLoader(s.val, batch_size=batch_size)}
+
+    def evaluator(self, split: ForgetSplit, seed: int, device: str | torch.device = "cpu") -> Any:
+        """The :class:`~unlearnkit.evaluation.Evaluator` for ``split``: its forget and retain sets, this dataset's
+        test and val splits, seeded with ``seed``."""
+        from .evaluation import EvalSets, Evaluator
+
+        s = self.splits
+        return Evaluator(EvalSets(forget=split.forget_set(s.train), retain=split.retain_set(s.train), test=s.test,
+                                  val=s.val, forget_classes=split.forget_classes, num_classes=s.num_classes),
+                         device=device, seed=seed)
+
+
+class ModelStore:
+    """The model role: builds the architecture and trains or loads originals, retrained references and shadows,
+    cached by content (dataset hash, model, architecture, recipe, seed, and the training subset's identity)."""
+
+    def __init__(self, data: ExperimentData, model: str | None = None, *, model_kwargs: dict[str, Any] | None = None,
+                 recipe: TrainRecipe | None = None, cache_dir: Path | str = ".unlearnkit_cache",
+                 device: str | torch.device = "cpu", progress: bool = True, log: Log = print,
+                 record_stats: bool = False) -> None:
+        from .presets import DEFAULT_MODEL
+
+        self.data = data
+        self.model_name = model or DEFAULT_MODEL.get(data.dataset_spec.split(":", 1)[0], "mlp")
+        self.model_kwargs = dict(model_kwargs or {})
+        self.recipe = recipe or train_recipe(data.dataset_spec, self.model_name)
+        self.cache = ModelCache(cache_dir)
+        self.device = torch.device(device)
+        self.progress = progress
+        self.log = log
+        # Originals get pgu's layer statistics (C_full) recorded by the training loop and stored beside the checkpoint.
+        self.record_stats = bool(record_stats)
+        self._arch: str | None = None
+
+    def model_spec(self) -> dict[str, Any]:
+        s = self.data.splits
         return {"name": self.model_name, "kwargs": self.model_kwargs, "input_shape": list(s.input_shape),
                 "num_classes": s.num_classes}
 
     def new_model(self, seed: int) -> nn.Module:
         torch.manual_seed(int(seed))
-        s = self.splits
+        s = self.data.splits
         return build_model(self.model_name, s.input_shape, s.num_classes, **self.model_kwargs).to(self.device)
 
     def arch_signature(self) -> str:
@@ -222,20 +260,24 @@ class Experiment:
         an architecture's code never loads checkpoints of the old layout."""
         if self._arch is None:
             with torch.random.fork_rng(devices=[]):
-                s = self.splits
+                s = self.data.splits
                 net = build_model(self.model_name, s.input_shape, s.num_classes, **self.model_kwargs)
             desc = ";".join(f"{k}:{tuple(v.shape)}" for k, v in net.state_dict().items())
             self._arch = hashlib.sha256(desc.encode()).hexdigest()[:16]
         return self._arch
 
-    def _trained(self, role: str, seed: int, data: LabeledDataset, extra: dict[str, Any],
-                 info: dict[str, Any] | None = None) -> TrainedModel:
+    def trained(self, role: str, seed: int, data: LabeledDataset, extra: dict[str, Any],
+                info: dict[str, Any] | None = None) -> TrainedModel:
+        """A model of ``role`` trained on ``data`` with this store's recipe and ``seed``, from the cache or trained
+        now (and cached). ``extra`` goes into the cache key and the manifest (it must name what makes ``data``
+        this subset, e.g. the forget set's hash); ``info`` only into the manifest."""
         # The CPU thread count changes the order of floating-point sums, hence the weights: it is part of the key.
         # One thread (the default) adds nothing, so caches keyed before the count was recorded stay valid as
         # one-thread models (a cache filled with more threads before then is reused, not bit-identical).
         threads = torch.get_num_threads() if self.device.type == "cpu" else None
         by_threads = {} if threads in (None, 1) else {"threads": threads}
-        key = self.cache.key(role=role, dataset=self.splits.hash, model=self.model_spec(), arch=self.arch_signature(),
+        splits = self.data.splits
+        key = self.cache.key(role=role, dataset=splits.hash, model=self.model_spec(), arch=self.arch_signature(),
                              recipe=self.recipe.to_dict(), seed=int(seed), code=TRAINING_CODE_VERSION,
                              **by_threads, **extra)
         # Rank 0 decides whether the cache holds the model, so all ranks take the same branch (a collective
@@ -252,13 +294,13 @@ class Experiment:
             self.log(f"reusing cached {role} model (seed {seed}) from {hit}")
             tm = TrainedModel(model.eval(), man, Path(hit), reused=True)
             if record:
-                tm.stats_path = self._ensure_stats(tm, data, seed)
+                tm.stats_path = self.ensure_stats(tm, data, seed)
             return tm
         model = self.new_model(seed)
         self.log(f"training {role} model (seed {seed}, {len(data)} examples, {self.recipe.epochs} epochs)")
         tlog = train(model, data, recipe=self.recipe, seed=seed, device=self.device, progress=self.progress,
                      desc=f"{role} s{seed}", record_stats=record)
-        man = {"role": role, "dataset": self.splits.manifest, "model": self.model_spec(),
+        man = {"role": role, "dataset": splits.manifest, "model": self.model_spec(),
                "recipe": self.recipe.to_dict(), "seed": int(seed), "train_seconds": tlog.seconds, "threads": threads,
                "final_train_loss": tlog.epoch_losses[-1] if tlog.epoch_losses else None, **extra, **(info or {})}
         path = self.cache.path(key)
@@ -270,10 +312,10 @@ class Experiment:
         barrier()
         return TrainedModel(model.eval(), man, path, reused=False, stats_path=stats_path(path) if record else None)
 
-    def _ensure_stats(self, tm: TrainedModel, data: LabeledDataset, seed: int) -> Path:
+    def ensure_stats(self, tm: TrainedModel, data: LabeledDataset, seed: int) -> Path:
         """The statistics file of a cached model; recorded now (same pass as the training loop's) if missing or
         not from these weights."""
-        from .methods.pgu import LayerStats, weights_fingerprint
+        from .stats import LayerStats, weights_fingerprint
 
         path = stats_path(tm.path)
         ok = False
@@ -292,59 +334,128 @@ class Experiment:
         return path
 
     def original(self, seed: int) -> TrainedModel:
-        return self._trained("original", seed, self.splits.train, {})
+        return self.trained("original", seed, self.data.splits.train, {})
 
     def retrained(self, split: ForgetSplit, seed: int) -> TrainedModel:
         # ids: requests record which user id is which training example (not part of the key: forget_hash is).
-        info = {"forget_ids": forget_ids_record(self.splits, split)} if split.id_map is not None else None
-        return self._trained("retrain", seed, split.retain_set(self.splits.train),
-                             {"request": str(split.request), "forget_hash": split.key}, info)
+        splits = self.data.splits
+        info = {"forget_ids": forget_ids_record(splits, split)} if split.id_map is not None else None
+        return self.trained("retrain", seed, split.retain_set(splits.train),
+                            {"request": str(split.request), "forget_hash": split.key}, info)
 
-    # --- methods ---------------------------------------------------------------------------------------------------
-    def check_supported(self, spec: MethodSpec, split: ForgetSplit) -> str | None:
-        """None if ``spec`` can serve ``split``; otherwise the reason (for "n/a" cells)."""
-        kind = split.request.kind
-        if kind not in spec.supported_requests:
-            ok = ", ".join(sorted(spec.supported_requests))
-            return f"{spec.name} does not support {kind} requests (supports: {ok})"
-        if spec.requires_forget_classes and not split.forget_classes:
-            return f"{spec.name} needs whole forgotten classes"
-        return None
 
-    def evaluator(self, split: ForgetSplit, seed: int) -> Any:
-        """The :class:`~unlearnkit.evaluation.Evaluator` for ``split``: its forget and retain sets, this dataset's
-        test and val splits, seeded with ``seed``."""
-        from .evaluation import EvalSets, Evaluator
+class MethodRunner:
+    """The method role: builds the CLI's config of a method (:func:`build_config`) and runs it on a copy of a model
+    through :func:`unlearnkit.unlearn`, for a resolved request or for explicit forget/retain index sets (the
+    bench's sequential steps, the audit's shadows). The one place the pipeline calls ``unlearn``."""
 
-        s = self.splits
-        return Evaluator(EvalSets(forget=split.forget_set(s.train), retain=split.retain_set(s.train), test=s.test,
-                                  val=s.val, forget_classes=split.forget_classes, num_classes=s.num_classes),
-                         device=self.device, seed=seed)
+    def __init__(self, data: ExperimentData, *, device: str | torch.device = "cpu", progress: bool = True,
+                 log: Log = print, batch_size: int = 128) -> None:
+        self.data = data
+        self.device = torch.device(device)
+        self.progress = progress
+        self.log = log
+        self.batch_size = batch_size
 
-    def loaders(self, split: ForgetSplit, batch_size: int = 128) -> dict[str, DataLoader]:
-        s = self.splits
-        return {"forget": DataLoader(split.forget_set(s.train), batch_size=batch_size),
-                "retain": DataLoader(split.retain_set(s.train), batch_size=batch_size),
-                "val": DataLoader(s.val, batch_size=batch_size)}
+    def config(self, method: str, kind: str, seed: int, overrides: dict[str, Any] | None = None) -> UnlearnConfig:
+        return build_config(method, dataset=self.data.dataset_spec, kind=kind, seed=seed, overrides=overrides)
 
-    def run_method(self, method: str, original: nn.Module, split: ForgetSplit, seed: int,
-                   overrides: dict[str, Any] | None = None, stats: Any = None,
-                   config: UnlearnConfig | None = None) -> tuple[UnlearnResult, UnlearnConfig]:
+    def run_on(self, config: UnlearnConfig, model: nn.Module, forget_idx: Any, retain_idx: Any, *,
+               forget_classes: tuple[int, ...] | None, stats: Any = None, retain: bool = True,
+               progress: bool | None = None) -> UnlearnResult:
+        """Unlearn training examples ``forget_idx`` from a copy of ``model``, with ``retain_idx`` as the retain set
+        (none when ``retain`` is False) and the val split as held-out data; progress bars as the runner's unless
+        ``progress`` says otherwise."""
+        s, bs = self.data.splits, self.batch_size
+        return unlearn(model, forget=DataLoader(s.train.subset(forget_idx), batch_size=bs),
+                       retain=DataLoader(s.train.subset(retain_idx), batch_size=bs) if retain else None,
+                       val=DataLoader(s.val, batch_size=bs), config=config, forget_classes=forget_classes,
+                       num_classes=s.num_classes, stats=stats, device=self.device,
+                       progress=self.progress if progress is None else progress)
+
+    def run(self, method: str, original: nn.Module, split: ForgetSplit, seed: int,
+            overrides: dict[str, Any] | None = None, stats: Any = None,
+            config: UnlearnConfig | None = None) -> tuple[UnlearnResult, UnlearnConfig]:
         """Run ``method`` on a copy of ``original`` for ``split``, with ``config`` if given, else the CLI's config
         (:func:`build_config` with ``overrides``). With ``stats`` (recorded layer statistics, or their path), a
         method flagged ``uses_recorded_stats`` that does not require retain data gets no retain data."""
         spec = get_method(method)
-        reason = self.check_supported(spec, split)
+        reason = check_supported(spec, split)
         if reason:
             raise UnsupportedRequestError(reason)
-        cfg = config if config is not None else build_config(method, dataset=self.dataset_spec,
-                                                             kind=split.request.kind, seed=seed, overrides=overrides)
-        ld = self.loaders(split)
+        cfg = config if config is not None else self.config(method, split.request.kind, seed, overrides)
         # With recorded statistics a method that can use them runs without the retain data (pgu's selling point).
-        retain = None if stats is not None and spec.uses_recorded_stats and not spec.requires_retain else ld["retain"]
+        with_retain = not (stats is not None and spec.uses_recorded_stats and not spec.requires_retain)
         t0 = time.perf_counter()
-        res = unlearn(original, forget=ld["forget"], retain=retain, val=ld["val"], config=cfg,
-                      forget_classes=split.forget_classes, num_classes=self.splits.num_classes,
-                      stats=stats, device=self.device, progress=self.progress)
+        res = self.run_on(cfg, original, split.forget_idx, split.retain_idx, forget_classes=split.forget_classes,
+                          stats=stats, retain=with_retain)
         self.log(f"{method} (seed {seed}) took {res.seconds:.2f}s (with checks {time.perf_counter() - t0:.2f}s)")
         return res, cfg
+
+
+class Experiment:
+    """One (dataset, model, recipe) as the CLI sees it: the three roles, :attr:`data` (:class:`ExperimentData`),
+    :attr:`models` (:class:`ModelStore`) and :attr:`runner` (:class:`MethodRunner`), built from one set of options.
+    Each role can be built and used alone; the methods here are the shortest names for what the commands need."""
+
+    def __init__(self, dataset: str = "digits", model: str | None = None, *, model_kwargs: dict[str, Any] | None = None,
+                 recipe: TrainRecipe | None = None, data_seed: int = 0, cache_dir: Path | str = ".unlearnkit_cache",
+                 device: str | torch.device = "cpu", progress: bool = True, log: Log = print,
+                 label_column: str | None = None, record_stats: bool = False,
+                 data_options: dict[str, Any] | None = None) -> None:
+        self.data = ExperimentData(dataset, data_seed=data_seed, label_column=label_column, data_options=data_options)
+        self.models = ModelStore(self.data, model, model_kwargs=model_kwargs, recipe=recipe, cache_dir=cache_dir,
+                                 device=device, progress=progress, log=log, record_stats=record_stats)
+        self.runner = MethodRunner(self.data, device=device, progress=progress, log=log)
+        self.device = self.models.device
+        self.log = log
+
+    # The options the commands record and print.
+    @property
+    def dataset_spec(self) -> str:
+        return self.data.dataset_spec
+
+    @property
+    def data_seed(self) -> int:
+        return self.data.data_seed
+
+    @property
+    def model_name(self) -> str:
+        return self.models.model_name
+
+    @property
+    def recipe(self) -> TrainRecipe:
+        return self.models.recipe
+
+    @property
+    def splits(self) -> DatasetSplits:
+        return self.data.splits
+
+    @property
+    def progress(self) -> bool:
+        return self.models.progress
+
+    @progress.setter
+    def progress(self, on: bool) -> None:
+        """Progress bars of training and of the methods (the bench and the audit turn them off: one line a cell)."""
+        self.models.progress = self.runner.progress = bool(on)
+
+    def resolve(self, request: str | ForgetRequest, seed: int) -> ForgetSplit:
+        return self.data.resolve(request, seed)
+
+    def model_spec(self) -> dict[str, Any]:
+        return self.models.model_spec()
+
+    def original(self, seed: int) -> TrainedModel:
+        return self.models.original(seed)
+
+    def retrained(self, split: ForgetSplit, seed: int) -> TrainedModel:
+        return self.models.retrained(split, seed)
+
+    def evaluator(self, split: ForgetSplit, seed: int) -> Any:
+        return self.data.evaluator(split, seed, self.device)
+
+    def run_method(self, method: str, original: nn.Module, split: ForgetSplit, seed: int,
+                   overrides: dict[str, Any] | None = None, stats: Any = None,
+                   config: UnlearnConfig | None = None) -> tuple[UnlearnResult, UnlearnConfig]:
+        return self.runner.run(method, original, split, seed, overrides=overrides, stats=stats, config=config)

@@ -69,7 +69,7 @@ def load_model(path: Path | str, exp: Any) -> Any:
             state = load_file(str(path))
         except Exception:  # safetensors raises several types for foreign files
             raise CheckpointError(f"{path} is not a safetensors file") from None
-        model = exp.new_model(0)
+        model = exp.models.new_model(0)
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as e:
@@ -365,7 +365,7 @@ class Ledger:
         without an unlearnkit manifest (its references then train with the dataset's default recipe).
         """
         from ..methods.base import get_method
-        from ..pipeline import build_config
+        from ..pipeline import build_config, check_supported
 
         if evidence not in TIERS:
             raise LedgerError(f"--evidence must be one of {', '.join(TIERS)}, got {evidence!r}")
@@ -387,7 +387,7 @@ class Ledger:
         plans, done = [], set(forgotten)
         for g in groups:
             split = self._split(exp, g, done)
-            reason = exp.check_supported(spec, split)
+            reason = check_supported(spec, split)
             if reason:
                 raise LedgerError(f"{reason}; requests {', '.join(str(r.id) for r in g)} stay pending")
             cfg = build_config(method, dataset=exp.dataset_spec, kind=split.request.kind, seed=seed,

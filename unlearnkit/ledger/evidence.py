@@ -62,7 +62,7 @@ def gather(ledger: Any, exp: Any, *, tier: str, group: list[Any], split: Any, be
                else ForgetRequest(kind="ids", path="ledger-union"))
         usplit = ForgetSplit(req, union, retain, union_classes)
         ref = exp.retrained(usplit, seed)
-        floor = exp._trained("retrain", seed + 10_000, usplit.retain_set(exp.splits.train),
+        floor = exp.models.trained("retrain", seed + 10_000, usplit.retain_set(exp.splits.train),
                              {"request": str(usplit.request), "forget_hash": usplit.key})
         if is_first:
             single = after  # the first application of a lineage *is* the single-step application
