@@ -42,9 +42,9 @@ def ledger_location(backend: str, tmp_path: Path) -> Iterator[str]:
     if backend == "sqlite":
         yield str(tmp_path / "ledger.sqlite")
         return
+    admin = _pg_admin_url()  # skips (or fails under CI) before psycopg is needed
     import psycopg
 
-    admin = _pg_admin_url()
     db = "ledger_test_" + uuid.uuid4().hex[:12]
     with psycopg.connect(admin, autocommit=True) as c:
         c.execute(f"CREATE DATABASE {db}")
