@@ -152,7 +152,7 @@ def run_bench(exp: Experiment, *, methods: list[str], scenarios: list[Scenario],
     from torch.utils.data import DataLoader
 
     from .api import unlearn
-    from .pipeline import build_config
+    from .defaults import chosen_by_search, describe, paper_default_warning
 
     out.mkdir(parents=True, exist_ok=True)
     # Validate every scenario on every seed first: bad requests fail before any training.
@@ -169,9 +169,8 @@ def run_bench(exp: Experiment, *, methods: list[str], scenarios: list[Scenario],
                 todo = []
                 for m in ["original", "retrain", *methods]:
                     path = _cell_path(out, sc.name, m, seed)
-                    want = None if m in ("original", "retrain") else json.loads(json.dumps(build_config(
-                        m, dataset=exp.dataset_spec, kind=sc.kind, seed=seed,
-                        overrides=(overrides or {}).get(m)).to_dict(), default=_default))
+                    want = None if m in ("original", "retrain") else json.loads(json.dumps(exp.config_for(
+                        m, steps[0], seed, (overrides or {}).get(m))[0].to_dict(), default=_default))
                     if not _cell_done(path, want):
                         if path.exists():
                             log(f"{path.name}: computed with another config (or unreadable); recomputing")
@@ -205,8 +204,13 @@ def run_bench(exp: Experiment, *, methods: list[str], scenarios: list[Scenario],
                         for t, (sp, ref, ev) in enumerate(zip(steps, refs, evs)):
                             # A sequential step forgets only what is new, from the previous step's model.
                             new = np.setdiff1d(sp.forget_idx, steps[t - 1].forget_idx) if t else sp.forget_idx
-                            cfg = build_config(method, dataset=exp.dataset_spec, kind=sc.kind, seed=seed,
-                                               overrides=(overrides or {}).get(method))
+                            # Sizes of the scenario's first step: one config for the whole sequence.
+                            cfg, prov = exp.config_for(method, steps[0], seed, (overrides or {}).get(method))
+                            if t == 0 and seed == seeds[0]:
+                                log(describe(method, prov, cfg))
+                                warn = paper_default_warning(method, exp.dataset_spec, prov)
+                                if warn:
+                                    log(warn)
                             new_classes = (tuple(c for c in sp.forget_classes if not steps[t - 1].forget_classes
                                                  or c not in steps[t - 1].forget_classes)
                                            if sp.forget_classes and t else sp.forget_classes)
@@ -220,6 +224,10 @@ def run_bench(exp: Experiment, *, methods: list[str], scenarios: list[Scenario],
                                             peak_memory_mb=res.peak_memory_mb,
                                             reference_seconds=ref.seconds)
                             recs.append(_rec(sc, method, seed, t, sp, m, cfg.to_dict()))
+                            recs[-1]["provenance"] = prov
+                            chosen = chosen_by_search(cfg.to_dict(), res.history)
+                            if chosen:
+                                recs[-1]["chosen"] = chosen
                 if is_main_process():
                     atomic_write_text(_cell_path(out, sc.name, method, seed), json.dumps(recs, default=_default))
                 done += 1

@@ -25,6 +25,8 @@ from .api import UnlearnResult, unlearn
 from .checkpoints import ModelCache, atomic_write, build_from_checkpoint, save_checkpoint
 from .data import load_dataset
 from .data.base import DatasetSplits, LabeledDataset
+from .defaults import DataSizes, rule_overrides
+from .defaults import resolve as resolve_defaults
 from .distributed import barrier, broadcast_module_, broadcast_object, is_main_process
 from .errors import ConfigError, UnlearnError, UnsupportedRequestError
 from .methods.base import MethodSpec, UnlearnConfig, get_method
@@ -33,7 +35,8 @@ from .presets import method_overrides, train_recipe
 from .requests import ForgetRequest, ForgetSplit
 from .training import TrainRecipe, record_layer_stats, train
 
-__all__ = ["Experiment", "TrainedModel", "build_config", "code_fingerprint", "forget_ids_record", "parse_overrides"]
+__all__ = ["Experiment", "TrainedModel", "build_config", "build_config_provenance", "code_fingerprint",
+           "forget_ids_record", "parse_overrides"]
 
 Log = Callable[[str], None]
 
@@ -155,15 +158,30 @@ def _scalar(t: str) -> int | float | str:
     return t
 
 
-def build_config(method: str, *, dataset: str, kind: str, seed: int,
-                 overrides: dict[str, Any] | None = None) -> UnlearnConfig:
-    """The config the CLI uses: method defaults, then presets, then ``--set`` overrides, then the seed."""
+def build_config(method: str, *, dataset: str, kind: str, seed: int, overrides: dict[str, Any] | None = None,
+                 sizes: DataSizes | None = None, tuned: dict[str, Any] | None = None) -> UnlearnConfig:
+    """The config the CLI uses: method defaults, then data rules (with ``sizes``), presets, a tuned file's values,
+    ``--set`` overrides, then the seed (:func:`build_config_provenance` also says where each value came from)."""
+    return build_config_provenance(method, dataset=dataset, kind=kind, seed=seed, overrides=overrides, sizes=sizes,
+                                   tuned=tuned)[0]
+
+
+def build_config_provenance(method: str, *, dataset: str, kind: str, seed: int,
+                            overrides: dict[str, Any] | None = None, sizes: DataSizes | None = None,
+                            tuned: dict[str, Any] | None = None) -> tuple[UnlearnConfig, dict[str, dict[str, Any]]]:
+    """:func:`build_config` and ``{field: {"source": rule|preset|tuned file|--set, "why"?}}`` of every value that
+    is not the config's default (:func:`unlearnkit.defaults.resolve`)."""
     spec = get_method(method)
-    kw: dict[str, Any] = dict(method_overrides(method, dataset, kind))
-    kw.update(overrides or {})
+    kw, prov = resolve_defaults(method, sizes=sizes, preset=method_overrides(method, dataset, kind), tuned=tuned,
+                                overrides=overrides)
     kw = {k: _coerce(spec.config_cls, k, v) for k, v in kw.items()}
     kw["seed"] = seed
-    return spec.config_cls(**kw)
+    cfg = spec.config_cls(**kw)
+    # A preset that states the same value as the rule is reported as the rule (the preset is then redundant).
+    for f, (v, why) in rule_overrides(method, sizes).items():
+        if prov.get(f, {}).get("source") == "preset" and getattr(cfg, f, None) == v:
+            prov[f] = {"source": "rule", "why": why}
+    return cfg, prov
 
 
 class Experiment:
@@ -300,6 +318,31 @@ class Experiment:
         return self._trained("retrain", seed, split.retain_set(self.splits.train),
                              {"request": str(split.request), "forget_hash": split.key}, info)
 
+    # --- settings --------------------------------------------------------------------------------------------------
+    def sizes(self, split: ForgetSplit) -> DataSizes:
+        """The data sizes the rules of :mod:`unlearnkit.defaults` see for ``split``."""
+        return DataSizes.of(self.splits, split, optimizer=self.recipe.optimizer)
+
+    def tuned_file(self, method: str, split: ForgetSplit) -> Path:
+        """Where ``unlearnkit tune`` keeps ``method``'s tuned values for requests like ``split`` on these data."""
+        from .tuned import request_size, tuned_path
+
+        req = split.request
+        size = request_size(req.kind, n_forget=len(split.forget_idx), n_forget_classes=len(split.forget_classes or ()),
+                            fraction=req.fraction)
+        return tuned_path(self.cache.root, dataset_hash=self.splits.hash, model=self.model_name, kind=req.kind,
+                          size=size, method=method)
+
+    def config_for(self, method: str, split: ForgetSplit, seed: int, overrides: dict[str, Any] | None = None,
+                   *, use_tuned: bool = True) -> tuple[UnlearnConfig, dict[str, dict[str, Any]]]:
+        """The CLI's config for ``method`` on ``split`` and where each non-default value came from: rules of the
+        data sizes, named presets, a tuned file in the cache (if ``use_tuned`` and one exists), ``overrides``."""
+        from .tuned import load_tuned
+
+        tuned = load_tuned(self.tuned_file(method, split)) if use_tuned else None
+        return build_config_provenance(method, dataset=self.dataset_spec, kind=split.request.kind, seed=seed,
+                                       overrides=overrides, sizes=self.sizes(split), tuned=tuned)
+
     # --- methods ---------------------------------------------------------------------------------------------------
     def check_supported(self, spec: MethodSpec, split: ForgetSplit) -> str | None:
         """None if ``spec`` can serve ``split``; otherwise the reason (for "n/a" cells)."""
@@ -337,8 +380,7 @@ class Experiment:
         reason = self.check_supported(spec, split)
         if reason:
             raise UnsupportedRequestError(reason)
-        cfg = config if config is not None else build_config(method, dataset=self.dataset_spec,
-                                                             kind=split.request.kind, seed=seed, overrides=overrides)
+        cfg = config if config is not None else self.config_for(method, split, seed, overrides)[0]
         ld = self.loaders(split)
         # With recorded statistics a method that can use them runs without the retain data (pgu's selling point).
         retain = None if stats is not None and spec.uses_recorded_stats and not spec.requires_retain else ld["retain"]
