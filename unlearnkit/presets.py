@@ -3,7 +3,8 @@
 Where a preset below is a rule of the data sizes, :mod:`unlearnkit.defaults` states that rule for every dataset and
 reproduces the preset's values on digits and shapes (tests/test_defaults.py checks it; provenance then says "rule");
 the presets stay for callers that build configs without the sizes. Method presets start from each config's own
-defaults (the paper's or official code's, see each method's docstring) and override only what the scale of these datasets requires; every override names its source.
+defaults (the paper's or official code's, see each method's docstring) and override only what the scale of these
+datasets requires; every override names its source.
 Lookup order for a method on (dataset, request kind): ``(method, dataset, kind)``, ``(method, dataset, "*")``,
 ``(method, "*", kind)``, ``(method, "*", "*")``; later entries are more general, and the first match wins per field
 (more specific entries override more general ones).
