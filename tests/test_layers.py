@@ -21,9 +21,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("methods",),
     ("api",),
     ("evaluation",),
-    ("pipeline", "bench", "audit", "testing"),
+    ("pipeline", "bench", "audit", "testing", "tune"),
     ("ledger",),
-    ("cli", "cli_ledger", "__main__"),
+    ("cli", "cli_ledger", "cli_tune", "__main__"),
 ]
 
 

@@ -907,6 +907,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_ledger import add_ledger_parsers  # `request` and `ledger`: deletion requests as a workflow
 
     add_ledger_parsers(sub)
+    from .cli_tune import add_tune_parser  # `tune`: Optuna on a proxy request
+
+    add_tune_parser(sub, _common)
     return ap
 
 
