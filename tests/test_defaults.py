@@ -85,3 +85,5 @@ def test_run_records_provenance_and_svd_choice(tmp_path, capsys):
     assert recs["unsir"]["provenance"]["impair_epochs"]["source"] == "--set"
     text = capsys.readouterr()
     assert "unsir settings: " in text.out + text.err
+    report = (out / "report.md").read_text()
+    assert "chosen by its search: seed 0: alpha_r=" in report and "`noise_batch=8` (rule)" in report

@@ -297,7 +297,7 @@ def _pm(m: dict[str, Any], k: str, d: int = 2) -> str:
 
 def render_bench_report(results: dict[str, Any], out: Path) -> Path:
     """Leaderboards per scenario (sorted by avg_gap), the sequential plot and the cost–quality plot."""
-    from .evaluation.report import finish_plot, new_axes
+    from .evaluation.report import finish_plot, new_axes, settings_lines
 
     summary = results["summary"]
     lines = ["# unlearnkit bench", ""]
@@ -333,6 +333,8 @@ def render_bench_report(results: dict[str, Any], out: Path) -> Path:
         for s in na:
             lines.append(f"| – | {s['method']} | n/a: {s.get('reason', '')} | | | | | | |")
         lines.append("")
+        lines += settings_lines([r for r in results.get("records", []) if r.get("scenario") == sc
+                                 and r.get("step", 0) == 0])
     # Sequential scenarios: avg_gap over steps per method.
     for sc in [s for s in scen if s in SCENARIOS and SCENARIOS[s].sequential]:
         fig, ax = new_axes()
