@@ -61,6 +61,7 @@ def test_objective_never_reads_test(tmp_path):
             assert not torch.equal(exp.splits.test.y, y)
         res = tune_method(exp, "svd", "class:3", seeds=[0], out=tmp_path / f"o{poison}", trials=4, log=lambda m: None)
         picks.append((res.values, [h["value"] for h in res.history]))
+        assert res.trials == 4 and res.history[0]["default"]  # --trials counts the untuned first trial
     assert picks[0] == picks[1]
 
 

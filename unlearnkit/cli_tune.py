@@ -57,7 +57,8 @@ def add_tune_parser(sub: Any, common: Any) -> None:
     p.add_argument("--forget", default="class:0", help="the request kind and size to tune for (default class:0)")
     p.add_argument("--methods", required=True, help="comma-separated methods (gradtau has no space: it is the "
                                                     "untuned reference)")
-    p.add_argument("--trials", type=int, default=None, help="trials per method (counting resumed ones)")
+    p.add_argument("--trials", type=int, default=None,
+                   help="trials per method, the untuned config's and resumed ones included")
     p.add_argument("--budget-minutes", type=_float, default=None, help="wall-clock budget for all methods")
     p.add_argument("--seeds", default="0", help="tune seeds (originals and proxy draws; default 0)")
     p.add_argument("--eval-seeds", default="", help="fresh seeds for the test gap of the chosen values on the real "

@@ -181,6 +181,8 @@ def tune_method(exp: Experiment, method: str, request: str, *, seeds: list[int],
     finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     if finished:
         log(f"{method}: resuming study {name}: {len(finished)} finished trial(s) loaded from {out / 'study.db'}")
+        if trials is not None and len(finished) >= trials:
+            log(f"{method}: the study already holds {len(finished)} >= --trials {trials} finished trials")
 
     def objective(trial: Any) -> float:
         values = _suggest(trial, space)
@@ -201,6 +203,8 @@ def tune_method(exp: Experiment, method: str, request: str, *, seeds: list[int],
         default_gap = float(np.mean([proxy.gap(method, s, {}, cost_lambda) for s in seeds]))
         study.add_trial(optuna.trial.create_trial(value=default_gap, params={}, distributions={},
                                                   user_attrs={"default": True}))
+    # --trials counts every finished trial, the untuned one included.
+    finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     remaining = None if trials is None else max(0, trials - len(finished))
     t0 = time.perf_counter()
     if remaining != 0:
