@@ -17,13 +17,13 @@ ROOT = Path(unlearnkit.__file__).resolve().parent
 LAYERS: list[tuple[str, ...]] = [
     ("errors", "distributed"),
     ("data", "models"),
-    ("stats", "training", "checkpoints", "requests", "presets"),
+    ("stats", "training", "checkpoints", "requests", "presets", "defaults", "tuned", "spaces"),
     ("methods",),
     ("api",),
     ("evaluation",),
-    ("pipeline", "bench", "audit", "testing"),
+    ("pipeline", "bench", "audit", "testing", "tune"),
     ("ledger",),
-    ("cli", "cli_ledger", "__main__"),
+    ("cli", "cli_ledger", "cli_tune", "__main__"),
 ]
 
 

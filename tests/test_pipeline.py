@@ -90,8 +90,11 @@ def test_method_runner_is_unlearn_on_the_split_and_refuses_what_the_method_canno
                                 val=DataLoader(s.val, batch_size=128), config=cfg,
                                 forget_classes=split.forget_classes, num_classes=s.num_classes)
     assert all(torch.equal(a, b) for a, b in zip(_state(res.model).values(), _state(direct.model).values()))
-    # The config the CLI would build: presets and overrides through build_config.
-    assert runner.config("finetune", "class", 4, {"epochs": "2"}).epochs == 2
+    # The config the CLI would build: rules, presets and overrides, with where each value came from; without a
+    # model store there is no cache, hence no tuned file.
+    cfg2, prov = runner.config_for("finetune", split, 4, {"epochs": "2"})
+    assert cfg2.epochs == 2 and cfg2.seed == 4 and prov["epochs"]["source"] == "--set"
+    assert runner.tuned_file("finetune", split) is None
     svd = get_method("svd")
     rnd = data.resolve("random:0.1", seed=0)
     assert "random" not in svd.supported_requests  # svd forgets whole classes only

@@ -113,7 +113,7 @@ class _Auditor:
 
     def _unlearn(self, method: str, model: torch.nn.Module, forget_idx: np.ndarray, retain_idx: np.ndarray,
                  mseed: int, classes: tuple[int, ...] | None) -> torch.nn.Module:
-        cfg = self.exp.runner.config(method, self.kind, mseed, self.overrides.get(method))
+        cfg = self.exp.config_for(method, self.split, mseed, self.overrides.get(method))[0]
         return self.exp.runner.run_on(cfg, model, forget_idx, retain_idx, forget_classes=classes,
                                       progress=False).model
 

@@ -149,6 +149,8 @@ def run_bench(exp: Experiment, *, methods: list[str], scenarios: list[Scenario],
               overrides: dict[str, dict[str, Any]] | None = None, log: Callable[[str], None] = print,
               run_info: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run (or resume) the matrix; returns the results dict also written to ``out/results.json``."""
+    from .defaults import chosen_by_search, describe, paper_default_warning
+
     out.mkdir(parents=True, exist_ok=True)
     # Validate every scenario on every seed first: bad requests fail before any training.
     plans = {(sc.name, s): scenario_splits(exp.data, sc, s) for sc in scenarios for s in seeds}
@@ -164,8 +166,8 @@ def run_bench(exp: Experiment, *, methods: list[str], scenarios: list[Scenario],
                 todo = []
                 for m in ["original", "retrain", *methods]:
                     path = _cell_path(out, sc.name, m, seed)
-                    want = None if m in ("original", "retrain") else json.loads(json.dumps(exp.runner.config(
-                        m, sc.kind, seed, (overrides or {}).get(m)).to_dict(), default=_default))
+                    want = None if m in ("original", "retrain") else json.loads(json.dumps(exp.config_for(
+                        m, steps[0], seed, (overrides or {}).get(m))[0].to_dict(), default=_default))
                     if not _cell_done(path, want):
                         if path.exists():
                             log(f"{path.name}: computed with another config (or unreadable); recomputing")
@@ -199,7 +201,13 @@ def run_bench(exp: Experiment, *, methods: list[str], scenarios: list[Scenario],
                         for t, (sp, ref, ev) in enumerate(zip(steps, refs, evs)):
                             # A sequential step forgets only what is new, from the previous step's model.
                             new = np.setdiff1d(sp.forget_idx, steps[t - 1].forget_idx) if t else sp.forget_idx
-                            cfg = exp.runner.config(method, sc.kind, seed, (overrides or {}).get(method))
+                            # Sizes of the scenario's first step: one config for the whole sequence.
+                            cfg, prov = exp.config_for(method, steps[0], seed, (overrides or {}).get(method))
+                            if t == 0 and seed == seeds[0]:
+                                log(describe(method, prov, cfg))
+                                warn = paper_default_warning(method, exp.dataset_spec, prov)
+                                if warn:
+                                    log(warn)
                             new_classes = (tuple(c for c in sp.forget_classes if not steps[t - 1].forget_classes
                                                  or c not in steps[t - 1].forget_classes)
                                            if sp.forget_classes and t else sp.forget_classes)
@@ -210,6 +218,10 @@ def run_bench(exp: Experiment, *, methods: list[str], scenarios: list[Scenario],
                                             peak_memory_mb=res.peak_memory_mb,
                                             reference_seconds=ref.seconds)
                             recs.append(_rec(sc, method, seed, t, sp, m, cfg.to_dict()))
+                            recs[-1]["provenance"] = prov
+                            chosen = chosen_by_search(cfg.to_dict(), res.history)
+                            if chosen:
+                                recs[-1]["chosen"] = chosen
                 if is_main_process():
                     atomic_write_text(_cell_path(out, sc.name, method, seed), json.dumps(recs, default=_default))
                 done += 1
@@ -279,7 +291,7 @@ def _pm(m: dict[str, Any], k: str, d: int = 2) -> str:
 
 def render_bench_report(results: dict[str, Any], out: Path) -> Path:
     """Leaderboards per scenario (sorted by avg_gap), the sequential plot and the cost–quality plot."""
-    from .evaluation.report import finish_plot, new_axes
+    from .evaluation.report import finish_plot, new_axes, settings_lines
 
     summary = results["summary"]
     lines = ["# unlearnkit bench", ""]
@@ -315,6 +327,8 @@ def render_bench_report(results: dict[str, Any], out: Path) -> Path:
         for s in na:
             lines.append(f"| – | {s['method']} | n/a: {s.get('reason', '')} | | | | | | |")
         lines.append("")
+        lines += settings_lines([r for r in results.get("records", []) if r.get("scenario") == sc
+                                 and r.get("step", 0) == 0])
     # Sequential scenarios: avg_gap over steps per method.
     for sc in [s for s in scen if s in SCENARIOS and SCENARIOS[s].sequential]:
         fig, ax = new_axes()

@@ -318,11 +318,29 @@ class _CellCache:
         return rec
 
 
+def _say_settings(exp: Any, methods: list[str], split: Any, seed: int, provenance: dict[tuple[str, int], Any],
+                  configs: dict[tuple[str, int], Any]) -> None:
+    """One line per method: its non-default settings and their sources; the tuned file if one applied; one
+    warning line per method that runs on its paper's defaults on a dataset unlike the paper's."""
+    from .defaults import describe, paper_default_warning
+
+    for name in methods:
+        if (name, seed) not in provenance:
+            continue
+        prov = provenance[name, seed]
+        if any(p["source"] == "tuned file" for p in prov.values()):
+            exp.log(f"{name}: using tuned settings from {exp.tuned_file(name, split)}")
+        exp.log(describe(name, prov, configs[name, seed]))
+        warn = paper_default_warning(name, exp.dataset_spec, prov)
+        if warn:
+            exp.log(warn)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .distributed import is_main_process
     from .evaluation import summarize, write_report
     from .methods.base import get_method
-    from .pipeline import build_config, check_supported, parse_overrides
+    from .pipeline import check_supported, parse_overrides
 
     t_start = time.perf_counter()
     seeds = args.seeds = _parse_seeds(args.seeds)
@@ -350,11 +368,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     splits = {s: exp.resolve(request, s) for s in seeds}
     ids_info = _report_ids(exp, splits[seeds[0]])
     configs: dict[tuple[str, int], Any] = {}
+    provenance: dict[tuple[str, int], Any] = {}
     for seed in seeds:
         for name in methods:
             if check_supported(get_method(name), splits[seed]) is None:
-                configs[name, seed] = build_config(name, dataset=exp.dataset_spec, kind=splits[seed].request.kind,
-                                                   seed=seed, overrides=overrides.get(name))
+                configs[name, seed], provenance[name, seed] = exp.config_for(name, splits[seed], seed,
+                                                                             overrides.get(name))
+    _say_settings(exp, methods, splits[seeds[0]], seeds[0], provenance, configs)
     # Also for methods whose cells are n/a, so that a typo is never silently ignored.
     _check_overrides(overrides, methods, exp.dataset_spec, kinds=(splits[seeds[0]].request.kind,))
     check_output_dir(out)
@@ -398,11 +418,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             if reason:
                 records.append(_record(name, request, seed, {}, status="n/a", reason=reason))
                 continue
-            cfg = configs[name, seed]
+            cfg, prov = configs[name, seed], provenance[name, seed]
             stats = orig.stats_path if spec.uses_recorded_stats else None
 
             def _method_record(name: str = name, seed: int = seed, split: Any = split, orig: Any = orig,
-                               ref: Any = ref, ev: Any = ev, cfg: Any = cfg, stats: Any = stats) -> dict[str, Any]:
+                               ref: Any = ref, ev: Any = ev, cfg: Any = cfg, stats: Any = stats,
+                               prov: Any = prov) -> dict[str, Any]:
+                from .defaults import chosen_by_search
                 from .errors import DivergedError
 
                 try:
@@ -413,6 +435,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                 metrics = ev.evaluate(res.model, reference=ref.model, seconds=res.seconds,
                                       peak_memory_mb=res.peak_memory_mb, reference_seconds=ref.seconds)
                 rec = _record(name, request, seed, metrics, config=cfg.to_dict())
+                rec["provenance"] = prov
+                chosen = chosen_by_search(cfg.to_dict(), res.history)
+                if chosen:
+                    rec["chosen"] = chosen
                 if stats is not None:
                     rec["inputs"] = {"recorded_stats": stats.name, "retain_data": False}
                 return rec
@@ -550,7 +576,7 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
     from .checkpoints import save_checkpoint
     from .errors import UnsupportedRequestError
     from .methods.base import get_method
-    from .pipeline import build_config, check_supported, parse_overrides
+    from .pipeline import check_supported, parse_overrides
 
     spec = get_method(args.method)
     overrides = parse_overrides(args.set)
@@ -569,8 +595,9 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
     reason = check_supported(spec, split)
     if reason:
         raise UnsupportedRequestError(reason)
-    cfg = build_config(args.method, dataset=exp.dataset_spec, kind=split.request.kind, seed=args.seed,
-                       overrides=overrides.get(args.method))
+    cfg, prov = exp.config_for(args.method, split, args.seed, overrides.get(args.method))
+    _say_settings(exp, [args.method], split, args.seed, {(args.method, args.seed): prov},
+                  {(args.method, args.seed): cfg})
     check_output_file(args.out)
     model, man = _load_for(exp, args.checkpoint)
     res, cfg = exp.run_method(args.method, model, split, args.seed, stats=args.stats, config=cfg)
@@ -880,6 +907,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_ledger import add_ledger_parsers  # `request` and `ledger`: deletion requests as a workflow
 
     add_ledger_parsers(sub)
+    from .cli_tune import add_tune_parser  # `tune`: Optuna on a proxy request
+
+    add_tune_parser(sub, _common)
     return ap
 
 

@@ -28,6 +28,8 @@ from .api import UnlearnResult, unlearn
 from .checkpoints import ModelCache, atomic_write, build_from_checkpoint, save_checkpoint
 from .data import load_dataset
 from .data.base import DatasetSplits, LabeledDataset
+from .defaults import DataSizes, rule_overrides
+from .defaults import resolve as resolve_defaults
 from .distributed import barrier, broadcast_module_, broadcast_object, is_main_process
 from .errors import ConfigError, UnlearnError, UnsupportedRequestError
 from .methods.base import MethodSpec, UnlearnConfig, get_method
@@ -37,7 +39,7 @@ from .requests import ForgetRequest, ForgetSplit
 from .training import TrainRecipe, record_layer_stats, train
 
 __all__ = ["Experiment", "ExperimentData", "MethodRunner", "ModelStore", "TrainedModel", "build_config",
-           "check_supported", "code_fingerprint", "forget_ids_record", "parse_overrides"]
+           "build_config_provenance", "check_supported", "code_fingerprint", "forget_ids_record", "parse_overrides"]
 
 Log = Callable[[str], None]
 
@@ -159,15 +161,30 @@ def _scalar(t: str) -> int | float | str:
     return t
 
 
-def build_config(method: str, *, dataset: str, kind: str, seed: int,
-                 overrides: dict[str, Any] | None = None) -> UnlearnConfig:
-    """The config the CLI uses: method defaults, then presets, then ``--set`` overrides, then the seed."""
+def build_config(method: str, *, dataset: str, kind: str, seed: int, overrides: dict[str, Any] | None = None,
+                 sizes: DataSizes | None = None, tuned: dict[str, Any] | None = None) -> UnlearnConfig:
+    """The config the CLI uses: method defaults, then data rules (with ``sizes``), presets, a tuned file's values,
+    ``--set`` overrides, then the seed (:func:`build_config_provenance` also says where each value came from)."""
+    return build_config_provenance(method, dataset=dataset, kind=kind, seed=seed, overrides=overrides, sizes=sizes,
+                                   tuned=tuned)[0]
+
+
+def build_config_provenance(method: str, *, dataset: str, kind: str, seed: int,
+                            overrides: dict[str, Any] | None = None, sizes: DataSizes | None = None,
+                            tuned: dict[str, Any] | None = None) -> tuple[UnlearnConfig, dict[str, dict[str, Any]]]:
+    """:func:`build_config` and ``{field: {"source": rule|preset|tuned file|--set, "why"?}}`` of every value that
+    is not the config's default (:func:`unlearnkit.defaults.resolve`)."""
     spec = get_method(method)
-    kw: dict[str, Any] = dict(method_overrides(method, dataset, kind))
-    kw.update(overrides or {})
+    kw, prov = resolve_defaults(method, sizes=sizes, preset=method_overrides(method, dataset, kind), tuned=tuned,
+                                overrides=overrides)
     kw = {k: _coerce(spec.config_cls, k, v) for k, v in kw.items()}
     kw["seed"] = seed
-    return spec.config_cls(**kw)
+    cfg = spec.config_cls(**kw)
+    # A preset that states the same value as the rule is reported as the rule (the preset is then redundant).
+    for f, (v, why) in rule_overrides(method, sizes).items():
+        if prov.get(f, {}).get("source") == "preset" and getattr(cfg, f, None) == v:
+            prov[f] = {"source": "rule", "why": why}
+    return cfg, prov
 
 
 def check_supported(spec: MethodSpec, split: ForgetSplit) -> str | None:
@@ -349,16 +366,44 @@ class MethodRunner:
     through :func:`unlearnkit.unlearn`, for a resolved request or for explicit forget/retain index sets (the
     bench's sequential steps, the audit's shadows). The one place the pipeline calls ``unlearn``."""
 
-    def __init__(self, data: ExperimentData, *, device: str | torch.device = "cpu", progress: bool = True,
-                 log: Log = print, batch_size: int = 128) -> None:
+    def __init__(self, data: ExperimentData, models: ModelStore | None = None, *, device: str | torch.device = "cpu",
+                 progress: bool = True, log: Log = print, batch_size: int = 128) -> None:
         self.data = data
+        self.models = models  # the training recipe's optimizer (a rule input) and where tuned files live
         self.device = torch.device(device)
         self.progress = progress
         self.log = log
         self.batch_size = batch_size
 
-    def config(self, method: str, kind: str, seed: int, overrides: dict[str, Any] | None = None) -> UnlearnConfig:
-        return build_config(method, dataset=self.data.dataset_spec, kind=kind, seed=seed, overrides=overrides)
+    # --- settings --------------------------------------------------------------------------------------------------
+    def sizes(self, split: ForgetSplit) -> DataSizes:
+        """The data sizes the rules of :mod:`unlearnkit.defaults` see for ``split``."""
+        opt = self.models.recipe.optimizer if self.models is not None else None
+        return DataSizes.of(self.data.splits, split, optimizer=opt)
+
+    def tuned_file(self, method: str, split: ForgetSplit) -> Path | None:
+        """Where ``unlearnkit tune`` keeps ``method``'s tuned values for requests like ``split`` on these data (None
+        without a model store: no cache)."""
+        from .tuned import request_size, tuned_path
+
+        if self.models is None:
+            return None
+        req = split.request
+        size = request_size(req.kind, n_forget=len(split.forget_idx), n_forget_classes=len(split.forget_classes or ()),
+                            fraction=req.fraction)
+        return tuned_path(self.models.cache.root, dataset_hash=self.data.splits.hash, model=self.models.model_name,
+                          kind=req.kind, size=size, method=method)
+
+    def config_for(self, method: str, split: ForgetSplit, seed: int, overrides: dict[str, Any] | None = None,
+                   *, use_tuned: bool = True) -> tuple[UnlearnConfig, dict[str, dict[str, Any]]]:
+        """The CLI's config for ``method`` on ``split`` and where each non-default value came from: rules of the
+        data sizes, named presets, a tuned file in the cache (if ``use_tuned`` and one exists), ``overrides``."""
+        from .tuned import load_tuned
+
+        path = self.tuned_file(method, split) if use_tuned else None
+        tuned = load_tuned(path) if path is not None else None
+        return build_config_provenance(method, dataset=self.data.dataset_spec, kind=split.request.kind, seed=seed,
+                                       overrides=overrides, sizes=self.sizes(split), tuned=tuned)
 
     def run_on(self, config: UnlearnConfig, model: nn.Module, forget_idx: Any, retain_idx: Any, *,
                forget_classes: tuple[int, ...] | None, stats: Any = None, retain: bool = True,
@@ -383,7 +428,7 @@ class MethodRunner:
         reason = check_supported(spec, split)
         if reason:
             raise UnsupportedRequestError(reason)
-        cfg = config if config is not None else self.config(method, split.request.kind, seed, overrides)
+        cfg = config if config is not None else self.config_for(method, split, seed, overrides)[0]
         # With recorded statistics a method that can use them runs without the retain data (pgu's selling point).
         with_retain = not (stats is not None and spec.uses_recorded_stats and not spec.requires_retain)
         t0 = time.perf_counter()
@@ -406,7 +451,7 @@ class Experiment:
         self.data = ExperimentData(dataset, data_seed=data_seed, label_column=label_column, data_options=data_options)
         self.models = ModelStore(self.data, model, model_kwargs=model_kwargs, recipe=recipe, cache_dir=cache_dir,
                                  device=device, progress=progress, log=log, record_stats=record_stats)
-        self.runner = MethodRunner(self.data, device=device, progress=progress, log=log)
+        self.runner = MethodRunner(self.data, self.models, device=device, progress=progress, log=log)
         self.device = self.models.device
         self.log = log
 
@@ -454,6 +499,16 @@ class Experiment:
 
     def evaluator(self, split: ForgetSplit, seed: int) -> Any:
         return self.data.evaluator(split, seed, self.device)
+
+    def config_for(self, method: str, split: ForgetSplit, seed: int, overrides: dict[str, Any] | None = None,
+                   *, use_tuned: bool = True) -> tuple[UnlearnConfig, dict[str, dict[str, Any]]]:
+        return self.runner.config_for(method, split, seed, overrides, use_tuned=use_tuned)
+
+    def tuned_file(self, method: str, split: ForgetSplit) -> Path | None:
+        return self.runner.tuned_file(method, split)
+
+    def sizes(self, split: ForgetSplit) -> DataSizes:
+        return self.runner.sizes(split)
 
     def run_method(self, method: str, original: nn.Module, split: ForgetSplit, seed: int,
                    overrides: dict[str, Any] | None = None, stats: Any = None,

@@ -263,6 +263,30 @@ def _run_info_lines(info: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def settings_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Where each method's non-default settings came from (rule / preset / tuned file / --set), and the values a
+    built-in search chose per seed (svd --search), from the records' ``provenance`` and ``chosen``."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for r in records:
+        m, prov = str(r.get("method")), r.get("provenance")
+        if prov is None or m in seen:
+            continue
+        seen.add(m)
+        cfg = r.get("config") or {}
+        parts = [f"`{f}={cfg.get(f)!r}` ({p.get('source')})" for f, p in sorted(prov.items())]
+        text = ", ".join(parts) if parts else "the method's own defaults"
+        chosen = [(x.get("seed"), x["chosen"]) for x in records if x.get("method") == m and x.get("chosen")]
+        if chosen:
+            text += "; chosen by its search: " + "; ".join(
+                f"seed {s}: " + ", ".join(f"{k}={v:g}" for k, v in c.items()) for s, c in chosen)
+        out.append(f"- **{m}**: {text}")
+    return (["Settings (source of every non-default value):", ""] + out + [""]) if out else []
+
+
+_settings_lines = settings_lines
+
+
 def write_report(results: Mapping[str, Any], out_dir: Path | str) -> Path:
     """Write ``out_dir/report.md`` and its plots under ``out_dir/plots/``; return the report's path.
 
@@ -307,6 +331,7 @@ def write_report(results: Mapping[str, Any], out_dir: Path | str) -> Path:
         slug = _slug(req)
         lines += [f"## Request `{req}`", ""] + _table(rows) + [""]
         req_records = [r for r in records if str(r.get("request", "")) == req]
+        lines += _settings_lines(req_records)
         methods = [r["method"] for r in rows]
         drawn = {
             "per_class": _plot_per_class([r for r in rows if r["metrics"]], plot_dir / f"per_class_{slug}.png",

@@ -365,7 +365,7 @@ class Ledger:
         without an unlearnkit manifest (its references then train with the dataset's default recipe).
         """
         from ..methods.base import get_method
-        from ..pipeline import build_config, check_supported
+        from ..pipeline import check_supported
 
         if evidence not in TIERS:
             raise LedgerError(f"--evidence must be one of {', '.join(TIERS)}, got {evidence!r}")
@@ -390,8 +390,10 @@ class Ledger:
             reason = check_supported(spec, split)
             if reason:
                 raise LedgerError(f"{reason}; requests {', '.join(str(r.id) for r in g)} stay pending")
-            cfg = build_config(method, dataset=exp.dataset_spec, kind=split.request.kind, seed=seed,
-                               overrides=overrides)
+            # Rules of the data sizes, presets, a tuned file from `unlearnkit tune` (if any), then overrides.
+            cfg, prov = exp.config_for(method, split, seed, overrides)
+            if any(p["source"] == "tuned file" for p in prov.values()):
+                self.log(f"{method}: using tuned settings from {exp.tuned_file(method, split)}")
             plans.append((g, split, cfg))
             done |= set(int(i) for i in split.forget_idx)
         versions = self._versions_dir(ckpt)

@@ -1,0 +1,314 @@
+"""``unlearnkit tune``: choose a method's settings on a proxy request drawn from the training data only.
+
+For a real request R (``class:3``, ``random:0.1``) the tuner draws a **proxy request** of the same kind and size from
+the training split, disjoint from R (class requests: other classes; random requests: other training examples), and
+minimises, with Optuna's TPE sampler (seeded), the gap of the unlearned model to the model retrained without the
+proxy forget set::
+
+    objective = mean |Δ| over (forget acc, retain acc, val acc, MIA efficacy)   [+ λ · seconds / retrain seconds]
+
+measured with the usual evaluator but with the **val** split in the role of the held-out set (``test_acc`` and the
+attack's non-members): the test split is never read while tuning. The originals and proxy references come from the
+pipeline's model cache. Trials whose running mean over the tune seeds is worse than the median of earlier trials at
+the same step are pruned (Optuna's ``MedianPruner``), as are settings that diverge. The study lives in SQLite
+(``OUT/study.db``), so a killed tune resumes: finished trials are loaded, never re-run.
+
+The chosen values are written to a tuned-settings file in the model cache (:mod:`unlearnkit.tuned`), keyed by
+dataset hash, model, request kind and size, and method, which ``run`` and ``bench`` pick up (provenance
+"tuned file"). The report gives the search history, the chosen values, the proxy gap and the **test** gap on the
+real request of the chosen values against the untuned config and gradtau (the untuned reference) on fresh seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .checkpoints import atomic_write_text
+from .errors import ConfigError, DivergedError, UnsupportedRequestError
+from .pipeline import Experiment, check_supported
+from .requests import ForgetRequest, ForgetSplit
+from .spaces import Param, active, space_of
+
+__all__ = ["TuneResult", "objective_gap", "proxy_split", "tune_method", "write_tune_report"]
+
+Log = Callable[[str], None]
+
+
+def proxy_split(exp: Experiment, real: ForgetSplit, seed: int) -> ForgetSplit:
+    """A request of ``real``'s kind and size drawn from the training split only and disjoint from ``real``'s forget
+    set: other classes for class requests, other training examples for random ones."""
+    req = real.request
+    train = exp.splits.train
+    rng = np.random.default_rng([int(seed), 7919])
+    if req.kind == "class":
+        gone = set(int(c) for c in real.forget_classes or ())
+        others = [c for c in range(exp.splits.num_classes) if c not in gone]
+        k = len(gone)
+        if len(others) < k or len(others) - k < 1:
+            raise UnsupportedRequestError(f"tune: {req} leaves too few other classes for a proxy request of "
+                                          f"{k} class(es) with at least one kept class")
+        chosen = sorted(int(c) for c in rng.choice(others, size=k, replace=False))
+        names = exp.splits.class_names
+        proxy = ForgetRequest(kind="class", classes=tuple(str(names[c]) if names else str(c) for c in chosen))
+        split = proxy.resolve(train, class_names=names, seed=seed, sub_names=exp.splits.sub_names)
+    elif req.kind == "random":
+        n = len(real.forget_idx)
+        pool = np.setdiff1d(np.arange(len(train)), real.forget_idx)
+        if len(pool) - n < 1:
+            raise UnsupportedRequestError(f"tune: {req} leaves too few training examples for a disjoint proxy")
+        forget = np.sort(rng.choice(pool, size=n, replace=False))
+        split = ForgetSplit(request=req, forget_idx=forget, retain_idx=np.setdiff1d(np.arange(len(train)), forget),
+                            forget_classes=None)
+    else:
+        raise UnsupportedRequestError(f"tune supports class and random requests, not {req.kind} requests "
+                                      f"({req}); tune on a class:/random: request of the same size")
+    assert not np.intersect1d(split.forget_idx, real.forget_idx).size
+    return split
+
+
+def _val_evaluator(exp: Experiment, split: ForgetSplit, seed: int) -> Any:
+    """The evaluator with the val split as its held-out set: accuracy and MIA non-members on val, never test."""
+    from .evaluation import EvalSets, Evaluator
+
+    s = exp.splits
+    return Evaluator(EvalSets(forget=split.forget_set(s.train), retain=split.retain_set(s.train), test=s.val,
+                              val=None, forget_classes=split.forget_classes, num_classes=s.num_classes),
+                     device=exp.device, seed=seed)
+
+
+def objective_gap(m: dict[str, Any], r: dict[str, Any]) -> float:
+    """Mean absolute gap (points) over forget, retain and val accuracy and MIA efficacy (val as the held-out set)."""
+    keys = ("forget_acc", "retain_acc", "test_acc", "mia_efficacy")  # "test_acc" of the val evaluator = val acc
+    return float(np.mean([abs(float(m[k]) - float(r[k])) for k in keys]))
+
+
+def _suggest(trial: Any, space: tuple[Param, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for p in space:
+        if not active(p, out):
+            continue
+        if p.kind == "categorical":
+            out[p.name] = trial.suggest_categorical(p.name, list(p.choices))
+        elif p.kind == "int":
+            out[p.name] = trial.suggest_int(p.name, int(p.low), int(p.high), log=p.log)
+        else:
+            out[p.name] = trial.suggest_float(p.name, p.low, p.high, log=p.log)
+    return out
+
+
+@dataclass
+class TuneResult:
+    method: str
+    values: dict[str, Any]
+    proxy_gap: float
+    default_proxy_gap: float
+    trials: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    tuned_file: str = ""
+    fresh: dict[str, Any] = field(default_factory=dict)
+
+
+class _Proxy:
+    """Originals, proxy splits, references and val evaluators for the tune seeds (models from the cache)."""
+
+    def __init__(self, exp: Experiment, real: dict[int, ForgetSplit], seeds: list[int]) -> None:
+        self.exp, self.seeds = exp, seeds
+        self.splits = {s: proxy_split(exp, real[s], s) for s in seeds}
+        self.orig = {s: exp.original(s) for s in seeds}
+        self.ref = {s: exp.retrained(self.splits[s], s) for s in seeds}
+        self.ev = {s: _val_evaluator(exp, self.splits[s], s) for s in seeds}
+        self.ref_metrics = {s: self.ev[s].tier_a(self.ref[s].model) for s in seeds}
+
+    def gap(self, method: str, seed: int, values: dict[str, Any], lam: float) -> float:
+        cfg, _ = self.exp.config_for(method, self.splits[seed], seed, values, use_tuned=False)
+        stats = self.orig[seed].stats_path if self.exp.models.record_stats else None
+        res, _ = self.exp.run_method(method, self.orig[seed].model, self.splits[seed], seed, config=cfg, stats=stats)
+        g = objective_gap(self.ev[seed].tier_a(res.model), self.ref_metrics[seed])
+        if lam:
+            g += lam * res.seconds / max(1e-9, self.ref[seed].seconds)
+        return g
+
+
+def tune_method(exp: Experiment, method: str, request: str, *, seeds: list[int], out: Path,
+                trials: int | None = None, budget_minutes: float | None = None, cost_lambda: float = 0.0,
+                eval_seeds: list[int] | None = None, log: Log = print) -> TuneResult:
+    """Tune ``method`` for requests like ``request`` (see the module docstring); writes the study, the tuned file
+    and returns the chosen values with their proxy gap."""
+    import optuna
+
+    space = space_of(method)
+    if trials is None and budget_minutes is None:
+        raise ConfigError("tune needs a budget: pass --trials N or --budget-minutes T")
+    if trials is not None and trials < 1:
+        raise ConfigError(f"--trials must be >= 1, got {trials}")
+    if budget_minutes is not None and not (math.isfinite(budget_minutes) and budget_minutes > 0):
+        raise ConfigError(f"--budget-minutes must be a positive number, got {budget_minutes}")
+    if not (math.isfinite(cost_lambda) and cost_lambda >= 0):
+        raise ConfigError(f"--cost-lambda must be a non-negative number, got {cost_lambda}")
+    real = {s: exp.resolve(request, s) for s in seeds}
+    from .methods.base import get_method
+
+    reason = check_supported(get_method(method), real[seeds[0]])
+    if reason:
+        raise UnsupportedRequestError(reason)
+    out.mkdir(parents=True, exist_ok=True)
+    proxy = _Proxy(exp, real, seeds)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = f"sqlite:///{(out / 'study.db').resolve()}"
+    key = json.dumps({"dataset": exp.splits.hash, "model": exp.model_name, "request": request, "method": method,
+                      "seeds": seeds, "lambda": cost_lambda, "space": [repr(p) for p in space]}, sort_keys=True)
+    from .data.base import content_hash
+
+    name = f"{method}-{content_hash(extra={'k': key})[:12]}"
+    probe = optuna.load_study if _exists(storage, name) else None
+    n_before = len(probe(study_name=name, storage=storage).trials) if probe else 0
+    study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True, direction="minimize",
+                                sampler=optuna.samplers.TPESampler(seed=int(seeds[0]) + n_before),
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0))
+    # A trial left RUNNING by a killed process is failed (it is re-sampled, not counted as finished).
+    from optuna.trial import TrialState
+
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+    finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    if finished:
+        log(f"{method}: resuming study {name}: {len(finished)} finished trial(s) loaded from {out / 'study.db'}")
+        if trials is not None and len(finished) >= trials:
+            log(f"{method}: the study already holds {len(finished)} >= --trials {trials} finished trials")
+
+    def objective(trial: Any) -> float:
+        values = _suggest(trial, space)
+        total = 0.0
+        for i, s in enumerate(seeds):
+            try:
+                total += proxy.gap(method, s, values, cost_lambda)
+            except (DivergedError, ConfigError) as e:
+                trial.set_user_attr("pruned_because", str(e))
+                raise optuna.TrialPruned(str(e)) from None
+            trial.report(total / (i + 1), i)
+            if i < len(seeds) - 1 and trial.should_prune():  # hopeless after i+1 seeds: skip the remaining ones
+                raise optuna.TrialPruned()
+        return total / len(seeds)
+
+    if not any(t.user_attrs.get("default") for t in study.trials):
+        # The untuned config (rules/presets) as the first trial, so the pick is never worse than it on the proxy.
+        default_gap = float(np.mean([proxy.gap(method, s, {}, cost_lambda) for s in seeds]))
+        study.add_trial(optuna.trial.create_trial(value=default_gap, params={}, distributions={},
+                                                  user_attrs={"default": True}))
+    # --trials counts every finished trial, the untuned one included.
+    finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    remaining = None if trials is None else max(0, trials - len(finished))
+    t0 = time.perf_counter()
+    if remaining != 0:
+        study.optimize(objective, n_trials=remaining, timeout=None if budget_minutes is None else 60 * budget_minutes,
+                       catch=())
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    default_gap = next(t.value for t in done if t.user_attrs.get("default"))
+    best = min(done, key=lambda t: t.value)
+    values = dict(best.params)
+    log(f"{method}: {len(study.trials)} trials ({time.perf_counter() - t0:.1f}s this session); proxy gap "
+        f"{best.value:.2f} (untuned {default_gap:.2f}); chosen {values or 'the untuned config'}")
+    history = [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
+                "default": bool(t.user_attrs.get("default"))} for t in study.trials]
+    from .tuned import save_tuned
+
+    path = exp.tuned_file(method, real[seeds[0]])
+    save_tuned(path, values, {"method": method, "dataset": exp.dataset_spec, "dataset_hash": exp.splits.hash,
+                              "model": exp.model_name, "request": request, "proxy_gap": best.value,
+                              "untuned_proxy_gap": default_gap, "tune_seeds": seeds, "cost_lambda": cost_lambda,
+                              "study": str(out / "study.db"), "study_name": name})
+    log(f"{method}: tuned settings written to {path} (run and bench pick them up)")
+    res = TuneResult(method, values, float(best.value), float(default_gap), len(study.trials), history, str(path))
+    if eval_seeds:
+        res.fresh = _fresh_test_gaps(exp, method, request, values, eval_seeds, log)
+    return res
+
+
+def _exists(storage: str, name: str) -> bool:
+    import optuna
+
+    try:
+        return name in {s.study_name for s in optuna.get_all_study_summaries(storage)}
+    except Exception:  # noqa: BLE001 - a new or unreadable database holds no such study
+        return False
+
+
+def _fresh_test_gaps(exp: Experiment, method: str, request: str, values: dict[str, Any], seeds: list[int],
+                     log: Log) -> dict[str, Any]:
+    """avg_gap on the **test** split of the real request on ``seeds`` (not used by the tuner): the tuned values, the
+    untuned config and gradtau (the untuned reference)."""
+    from .methods.base import get_method
+
+    out: dict[str, list[float]] = {"tuned": [], "untuned": [], "gradtau": []}
+    for s in seeds:
+        split = exp.resolve(request, s)
+        orig, ref = exp.original(s), exp.retrained(split, s)
+        ev = exp.evaluator(split, s)
+        for label, m, vals in (("tuned", method, values), ("untuned", method, {}), ("gradtau", "gradtau", {})):
+            if check_supported(get_method(m), split):
+                continue
+            cfg, _ = exp.config_for(m, split, s, vals, use_tuned=False)
+            try:
+                r, _ = exp.run_method(m, orig.model, split, s, config=cfg)
+            except DivergedError as e:
+                log(f"{m} ({label}, seed {s}): {e}")
+                out[label].append(float("nan"))
+                continue
+            out[label].append(float(ev.evaluate(r.model, reference=ref.model)["avg_gap"]))
+    return {"seeds": seeds, **{k: {"per_seed": v, "mean": float(np.mean(v)) if v else None} for k, v in out.items()}}
+
+
+def write_tune_report(results: list[TuneResult], out: Path, info: dict[str, Any]) -> Path:
+    """``OUT/tune.json``, ``OUT/tune_report.md`` and one search-history plot per method."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    lines = [f"# unlearnkit tune: {info.get('dataset')} · {info.get('model')} · forget {info.get('request')}", "",
+             "Objective: mean |gap| to the model retrained without a **proxy** request (same kind and size, drawn "
+             "from the training data, disjoint from the real one) over forget, retain and **val** accuracy and MIA "
+             "efficacy (val as the held-out set; the test split is never read while tuning)"
+             + (f", + {info['cost_lambda']} x seconds / retrain seconds" if info.get("cost_lambda") else "") + ".",
+             f"Tune seeds: {info.get('seeds')}. Fresh seeds for the test gap: {info.get('eval_seeds') or 'none'}.",
+             "", "| method | trials | untuned proxy gap | tuned proxy gap | chosen values | test avg_gap untuned | "
+             "test avg_gap tuned | gradtau (untuned reference) |", "|---|---|---|---|---|---|---|---|"]
+
+    def f(x: Any) -> str:
+        return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"
+
+    plots = []
+    for r in results:
+        fr = r.fresh or {}
+        vals = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.values.items())
+        lines.append(f"| {r.method} | {r.trials} | {f(r.default_proxy_gap)} | {f(r.proxy_gap)} | "
+                     f"{vals or '(untuned kept)'} | {f((fr.get('untuned') or {}).get('mean'))} | "
+                     f"{f((fr.get('tuned') or {}).get('mean'))} | {f((fr.get('gradtau') or {}).get('mean'))} |")
+        fig = Figure(figsize=(5, 3))
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+        pts = [(h["number"], h["value"]) for h in r.history if h["state"] == "COMPLETE" and h["value"] is not None]
+        if pts:
+            xs, ys = zip(*pts)
+            ax.plot(xs, ys, "o", ms=3, label="trial")
+            ax.plot(xs, np.minimum.accumulate(ys), "-", label="best so far")
+            ax.legend()
+        ax.set_xlabel("trial")
+        ax.set_ylabel("proxy gap")
+        ax.set_title(r.method)
+        fig.tight_layout()
+        fig.savefig(out / f"tune_history_{r.method}.png", dpi=90)
+        plots += ["", f"![{r.method}](tune_history_{r.method}.png)"]
+    lines += plots
+    lines += ["", "Tuned files (picked up by `run` and `bench`): " + ", ".join(r.tuned_file for r in results)]
+    atomic_write_text(out / "tune.json", json.dumps({"info": info, "results": [r.__dict__ for r in results]},
+                                                    indent=2, default=str))
+    path = out / "tune_report.md"
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path
