@@ -319,7 +319,7 @@ def _train_pass(model: nn.Module, loader: DataLoader, data: UnlearnData, cfg: Un
             sampler.set_epoch(epoch)
         for x, y in loader:
             x, y = x.to(data.device), y.to(data.device)
-            loss = data.loss_fn(model(x), y)
+            loss = data.task.loss(model, x, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -391,7 +391,7 @@ def unsir(model: nn.Module, data: UnlearnData, cfg: UnsirConfig) -> History:
       since nothing would use it.
     * The official notebook's parameter-gradient accumulation during noise learning is not reproduced even in
       legacy mode: the impair optimiser's ``zero_grad`` cleared it, so it had no effect.
-    * The loss is ``data.loss_fn`` (cross-entropy on logits by default; pass an NLL loss for log-softmax models,
+    * The loss is ``data.task``'s (cross-entropy on logits by default; pass an NLL loss for log-softmax models,
       spec §4.7). The noise is always learned with Adam; ``optimizer`` applies to impair and repair.
     * Scale. The defaults are the official notebook's, for ResNet18 on CIFAR-10 (5000 images per class). On
       small datasets they are far too strong: on ``digits`` (about 126 images per class) the defaults left 17-80%
@@ -468,7 +468,7 @@ def unsir(model: nn.Module, data: UnlearnData, cfg: UnsirConfig) -> History:
     # --- impair: error-maximising noise + retain subset at a high learning rate ------------------------------
     if do_impair:
         t0 = time.perf_counter()
-        noise, nh = learn_noise(model, classes, input_shape, cfg, device=data.device, loss_fn=data.loss_fn,
+        noise, nh = learn_noise(model, classes, input_shape, cfg, device=data.device, loss_fn=data.task.output_loss,
                                 dtype=x0.dtype, progress=data.progress)
         hist.update(nh)
         t1 = time.perf_counter()
