@@ -28,9 +28,10 @@ from .data.base import DatasetSplits, LabeledDataset
 from .distributed import barrier, broadcast_module_, broadcast_object, is_main_process
 from .errors import ConfigError, UnlearnError, UnsupportedRequestError
 from .methods.base import MethodSpec, UnlearnConfig, get_method
-from .models import build_model
+from .models import build_model, get_model_spec
 from .presets import method_overrides, train_recipe
 from .requests import ForgetRequest, ForgetSplit
+from .tasks import Task, get_task
 from .training import TrainRecipe, record_layer_stats, train
 
 __all__ = ["Experiment", "TrainedModel", "build_config", "code_fingerprint", "forget_ids_record", "parse_overrides"]
@@ -198,7 +199,17 @@ class Experiment:
         if self._splits is None:
             self._splits = load_dataset(self.dataset_spec, seed=self.data_seed, label_column=self.label_column,
                                         **self.data_options)
+            # Text datasets name the options a token model needs (vocab_size, pad_id); the user's own win.
+            options = get_model_spec(self.model_name).options
+            given = {k: self._splits.manifest[k] for k in ("vocab_size", "pad_id")
+                     if k in self._splits.manifest and k in options}
+            self.model_kwargs = {**given, **self.model_kwargs}
         return self._splits
+
+    @property
+    def task(self) -> Task:
+        """The dataset's task (``classification`` unless its manifest says otherwise)."""
+        return get_task(self.splits.manifest.get("task"))
 
     def resolve(self, request: str | ForgetRequest, seed: int) -> ForgetSplit:
         req = ForgetRequest.parse(request) if isinstance(request, str) else request
@@ -257,7 +268,7 @@ class Experiment:
         model = self.new_model(seed)
         self.log(f"training {role} model (seed {seed}, {len(data)} examples, {self.recipe.epochs} epochs)")
         tlog = train(model, data, recipe=self.recipe, seed=seed, device=self.device, progress=self.progress,
-                     desc=f"{role} s{seed}", record_stats=record)
+                     desc=f"{role} s{seed}", record_stats=record, task=self.task)
         man = {"role": role, "dataset": self.splits.manifest, "model": self.model_spec(),
                "recipe": self.recipe.to_dict(), "seed": int(seed), "train_seconds": tlog.seconds, "threads": threads,
                "final_train_loss": tlog.epoch_losses[-1] if tlog.epoch_losses else None, **extra, **(info or {})}
@@ -309,6 +320,9 @@ class Experiment:
             return f"{spec.name} does not support {kind} requests (supports: {ok})"
         if spec.requires_forget_classes and not split.forget_classes:
             return f"{spec.name} needs whole forgotten classes"
+        if self.task.name not in spec.tasks:
+            return f"{spec.name} does not serve the {self.task.name} task" + (f" ({spec.task_note})"
+                                                                              if spec.task_note else "")
         return None
 
     def evaluator(self, split: ForgetSplit, seed: int) -> Any:
@@ -345,6 +359,6 @@ class Experiment:
         t0 = time.perf_counter()
         res = unlearn(original, forget=ld["forget"], retain=retain, val=ld["val"], config=cfg,
                       forget_classes=split.forget_classes, num_classes=self.splits.num_classes,
-                      stats=stats, device=self.device, progress=self.progress)
+                      stats=stats, device=self.device, progress=self.progress, task=self.task)
         self.log(f"{method} (seed {seed}) took {res.seconds:.2f}s (with checks {time.perf_counter() - t0:.2f}s)")
         return res, cfg

@@ -33,6 +33,8 @@ from .digits import DIGITS_SUB_NAMES, load_digits_arrays
 from .folder import load_folder_arrays
 from .shapes import SHAPE_CLASSES, SUB_NAMES, load_shapes
 from .tabular import load_csv_arrays
+from .textsynth import MAX_LEN as TEXTSYNTH_MAX_LEN
+from .textsynth import PAD_ID, load_textsynth
 
 __all__ = ["DATASETS", "DEFAULT_SHAPES_TRAIN", "list_datasets", "load_dataset", "shapes_sizes"]
 
@@ -43,8 +45,13 @@ DATASETS: dict[str, str] = {
     "cifar100": "cifar100:PATH - the CIFAR-100 python pickle batches, fine labels",
     "folder": "folder:PATH - one sub-folder of images per class, read with Pillow",
     "csv": "csv:PATH - numeric feature columns plus a label column (--label-column, default the last)",
+    "textsynth": "procedural text, 8 topic classes, word-level token ids (vocabulary from the training split); "
+                 "textsynth:N for N train texts",
+    "textsynth-multilabel": "textsynth with 1-3 labels per text (multi-hot targets, task 'multilabel')",
 }
-_VALID = "valid: digits, shapes, shapes:N, cifar10:PATH, cifar100:PATH, folder:PATH, csv:PATH"
+_VALID = ("valid: digits, shapes, shapes:N, textsynth, textsynth:N, textsynth-multilabel, cifar10:PATH, "
+          "cifar100:PATH, folder:PATH, csv:PATH")
+DEFAULT_TEXTSYNTH_TRAIN = 4000
 _PATH_KINDS = ("cifar10", "cifar100", "folder", "csv")
 DEFAULT_SHAPES_TRAIN = 5000
 VAL_FRACTION_OF_TRAIN = 0.1  # for datasets with an official test split (CIFAR)
@@ -154,6 +161,25 @@ def load_dataset(spec: str, *, seed: int = 0, label_column: str | int | None = N
         names = list(SHAPE_CLASSES)
         sub_names = {c: list(SUB_NAMES) for c in range(len(names))}
         manifest["generator"] = {"image_size": 32, "label_noise": d["label_noise"]}
+    elif kind in ("textsynth", "textsynth-multilabel"):
+        n_train = DEFAULT_TEXTSYNTH_TRAIN
+        if arg:
+            try:
+                n_train = int(arg)
+            except ValueError:
+                n_train = -1
+            if n_train < 1:
+                raise DataError(f"{kind}:N needs a positive number of training texts, got {arg!r}; e.g. {kind}:4000")
+        sizes = shapes_sizes(n_train)
+        multi = kind == "textsynth-multilabel"
+        d = load_textsynth(*sizes, seed=seed, multilabel=multi)
+        train, val, test = (_tensor_split(*d[k], source_ids=d[f"{k}_ids"]) for k in ("train", "val", "test"))
+        names = [f"topic{c}" for c in range(d["train"][1].shape[1] if multi else int(d["train"][1].max()) + 1)]
+        d.update(mean=[0.0], std=[1.0])  # token ids are not standardised
+        manifest.update(ids=f"index of the generated text (0..{sum(sizes) - 1}) for this data seed",
+                        task="multilabel" if multi else "classification", vocab_size=len(d["vocab"]),
+                        pad_id=PAD_ID, max_len=TEXTSYNTH_MAX_LEN,
+                        tokenizer="word-level vocabulary from the training split only")
     elif kind in ("cifar10", "cifar100"):
         d = load_cifar_arrays(arg, kind)
         x_all, y_all = d["train"]

@@ -19,9 +19,9 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ..distributed import all_reduce_mean
-from ..errors import ConfigError, DataError, UnsupportedRequestError
+from ..errors import ConfigError, DataError, IncompatibleModelError, UnlearnError, UnsupportedRequestError
 from ._common import loader_seed, make_generator, rebatch
-from .base import History, UnlearnConfig, UnlearnData, register_method
+from .base import History, UnlearnConfig, UnlearnData, _default_validate_model, register_method
 
 __all__ = ["UnsirConfig"]
 
@@ -489,9 +489,19 @@ def unsir(model: nn.Module, data: UnlearnData, cfg: UnsirConfig) -> History:
     return hist
 
 
+def _validate_model(model: nn.Module) -> list[UnlearnError]:
+    net = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    if getattr(net, "discrete_inputs", False):
+        return [IncompatibleModelError(
+            "unsir learns error-maximising noise in the model's input space by gradient ascent, but this model "
+            "takes discrete token ids (discrete_inputs=True), which have no input gradient; use another method "
+            "(e.g. gradtau, sfron, salun, finetune) for text models")]
+    return _default_validate_model(model)
+
+
 register_method(
     "unsir", config_cls=UnsirConfig, fn=unsir,
     summary="Error-maximising noise per forgotten class, then impair (noise + retain, high lr) and repair.",
     paper="Tarun et al., Fast Yet Effective Machine Unlearning, IEEE TNNLS 2023 (arXiv 2111.08947)",
     requires_forget=False, requires_forget_classes=True, requires_retain=True,
-    supported_requests={"class"}, supports_distributed=True, stochastic=True)
+    supported_requests={"class"}, supports_distributed=True, stochastic=True, validate_model=_validate_model)
