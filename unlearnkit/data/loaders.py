@@ -51,7 +51,7 @@ DATASETS: dict[str, str] = {
 }
 _VALID = ("valid: digits, shapes, shapes:N, textsynth, textsynth:N, textsynth-multilabel, cifar10:PATH, "
           "cifar100:PATH, folder:PATH, csv:PATH")
-DEFAULT_TEXTSYNTH_TRAIN = 4000
+DEFAULT_TEXTSYNTH_TRAIN = 2000
 _PATH_KINDS = ("cifar10", "cifar100", "folder", "csv")
 DEFAULT_SHAPES_TRAIN = 5000
 VAL_FRACTION_OF_TRAIN = 0.1  # for datasets with an official test split (CIFAR)

@@ -35,8 +35,9 @@ PAD_ID = 0
 UNK_ID = 1
 NUM_CLASSES = 8
 N_SHARED = 300
-N_TOPIC = 24
+N_TOPIC = 10
 N_PAIR = 8
+TOPIC_P = 0.15  # P(no topic word); the number of topic words per label is geometric
 MAX_LEN = 32
 
 
@@ -66,7 +67,7 @@ def generate_textsynth(n: int, *, seed: int, multilabel: bool = False,
         length = int(rng.integers(8, 31))
         slots = list(rng.choice(shared, size=length, p=shared_p))
         for c in cls:
-            n_topic = min(int(rng.geometric(0.55)) - 1, 4)  # 0 with prob 0.55: many weak examples
+            n_topic = min(int(rng.geometric(TOPIC_P)) - 1, 4)  # 0 with prob TOPIC_P: weak examples
             n_pair = int(rng.integers(0, 3))
             cues = [topic[c][int(j)] for j in rng.integers(0, N_TOPIC, n_topic)]
             cues += [pair[c if rng.random() < 0.5 else (c - 1) % num_classes][int(j)]

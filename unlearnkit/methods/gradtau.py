@@ -55,7 +55,8 @@ class GradTauConfig(UnlearnConfig):
 
     preset: str = field(default="auto", metadata={
         "help": "Which column of the official defaults to use: 'image' (CIFAR notebooks), 'text' (GoEmotions "
-                "notebook) or 'auto' ('text' when the forget inputs are integer token ids, else 'image')."})
+                "notebook) or 'auto' ('text' when the forget inputs are integer token ids or the model declares "
+                "discrete_inputs, else 'image')."})
     alpha0: float | None = field(default=None, metadata={
         "help": "Initial weight of the forget term, in [0, 1]. Default: 5/3 × forget fraction (image), 0.5 (text)."})
     epochs: int | None = field(default=None, metadata={
@@ -267,6 +268,13 @@ def _is_token_data(ds: Dataset) -> bool:
     return isinstance(x, torch.Tensor) and not x.is_floating_point() and not x.is_complex() and x.dtype != torch.bool
 
 
+def _takes_tokens(model: nn.Module) -> bool:
+    """True for models that declare token-id inputs (``discrete_inputs = True``, e.g. ``transformer``): datasets
+    store token ids as float tensors, so the dtype alone does not tell."""
+    net = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    return bool(getattr(net, "discrete_inputs", False))
+
+
 def _per_sample(loss: torch.Tensor, n: int) -> torch.Tensor:
     """Per-example losses from a ``reduction="none"`` loss: extra dimensions (multi-label) are averaged."""
     return loss.reshape(n, -1).mean(dim=1) if loss.ndim > 1 else loss.reshape(n)
@@ -395,7 +403,8 @@ def gradtau(model: nn.Module, data: UnlearnData, cfg: GradTauConfig) -> History:
     with a per-epoch linear decay to 0.1× (text: lr 3e-4, constant); batch size 256 (text: 128) for both sets
     at the paper's dataset sizes, scaled down with the training-set size (see the deviations);
     τ every 5 epochs; whole model in eval mode during updates (text: train mode); one-sided hinge. The preset is
-    "text" when the forget inputs are integer token ids, else "image". No augmentation is applied (the method
+    "text" when the forget inputs are integer token ids or the model declares ``discrete_inputs`` (the
+    ``transformer``), else "image". No augmentation is applied (the method
     re-batches the given datasets as they are).
 
     **Choices and deviations** (spec §7):
@@ -425,8 +434,13 @@ def gradtau(model: nn.Module, data: UnlearnData, cfg: GradTauConfig) -> History:
       mode (``bn_mode="train"``).
     * ``hinge="one_sided"`` is the paper's ReLU(τ − L_f)²; the NLP notebook's ``relu(delta**2)`` equals (τ − L_f)²,
       available as ``hinge="symmetric"`` (§7.3).
-    * τ is the mean of the per-example loss ``data.task.loss(..., reduction="none")`` (extra dimensions, e.g.
-      multi-label outputs, averaged per example as the NLP notebook's BCE mean over labels).
+    * τ is the mean of the per-example loss ``data.task.loss(..., reduction="none")`` (extra dimensions, if a
+      task returns them, are averaged per example). **Multi-label** (``task="multilabel"``): the loss is the task's
+      BCE with logits, *summed* over the labels per example (``MultiLabelTask()``, the project's multi-label loss
+      and the notebook's attack signal), where the NLP notebook trains and unlearns with the *mean* over its 28
+      labels. τ and L_f scale alike, so the hinge switches off at the same point, but the forget term's weight
+      relative to the retain term is ``num_labels`` times the notebook's (it is squared, the retain term linear);
+      pass ``task=MultiLabelTask("mean")`` to ``unlearn`` for the notebook's exact objective.
     * **Class requests** (not in the released code, §7.8): the held-out loss of a well-trained model is far below
       the loss a retrained model has on a class it never saw, so τ from held-out data stops the ascent while the
       class is still recognised. When ``forget_classes`` is known, the default (``class_tau="auto"`` → "chance")
@@ -480,7 +494,7 @@ def gradtau(model: nn.Module, data: UnlearnData, cfg: GradTauConfig) -> History:
     if len(data.val.dataset) == 0:  # type: ignore[arg-type]
         raise DataError("gradtau's held-out set (val) is empty: τ is its mean loss; pass at least one example")
     plan = resolve_gradtau(cfg, n_forget, n_retain,
-                           text=n_forget > 0 and _is_token_data(data.forget.dataset))
+                           text=_takes_tokens(model) or (n_forget > 0 and _is_token_data(data.forget.dataset)))
     if plan.epochs == 0 or plan.lr == 0.0:
         return hist  # zero strength: the model is not touched at all (no forward pass in train mode either)
 

@@ -105,7 +105,7 @@ class TextTransformer(nn.Module):
         return self.head(self.drop(pooled))
 
 
-def transformer(input_shape: tuple[int, ...], num_classes: int, *, vocab_size: int = 0, dim: int = 64,
+def transformer(input_shape: tuple[int, ...], num_classes: int, *, vocab_size: int = 0, dim: int = 32,
                 heads: int = 4, layers: int = 2, dropout: float = 0.1, pad_id: int = 0) -> nn.Module:
     """Builder for the registry: ``input_shape`` is ``(length,)`` of the padded token ids; ``vocab_size`` is the
     tokenizer's (the text datasets record it in their manifest, and the pipeline passes it)."""
