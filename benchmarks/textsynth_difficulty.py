@@ -6,7 +6,15 @@ unlearning is measured by (target: at least 8 points). One CPU thread; two model
 
 Usage::
 
-    python benchmarks/textsynth_difficulty.py --seeds 0 --epochs 30
+    python benchmarks/textsynth_difficulty.py --seeds 0
+
+Result with the defaults (textsynth 2000/400/400, data seed 0, transformer dim 32, Adam 2e-3 cosine 25 epochs,
+batch 64), seed 0, on the shared 2-core machine under load (Dec 2026)::
+
+    {"seed": 0, "original_s": 52.0, "original_train": 99.9, "original_test": 84.8, "original_forget": 99.5,
+     "retrained_s": 28.9, "retrained_train": 99.9, "retrained_test": 83.8, "retrained_forget": 78.0, "gap": 21.5}
+
+The forget set here is a seeded random permutation's first 10% (not the CLI's request resolver).
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ def main() -> None:
     ap.add_argument("--data-seed", type=int, default=0)
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--fraction", type=float, default=0.1)
-    ap.add_argument("--recipe", default='{"epochs": 20, "batch_size": 64, "optimizer": "adam", "lr": 1e-3, '
+    ap.add_argument("--recipe", default='{"epochs": 25, "batch_size": 64, "optimizer": "adam", "lr": 2e-3, '
                                         '"weight_decay": 0.0}')
     ap.add_argument("--model-kwargs", default="{}")
     args = ap.parse_args()

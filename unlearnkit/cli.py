@@ -698,9 +698,11 @@ def _common(p: argparse.ArgumentParser, *, training: bool = True) -> None:
     """Options every data command takes; ``training=False`` drops those that only matter when models are trained
     (``--model``, ``--cache-dir``, ``--epochs``), for commands that read checkpoints instead."""
     p.add_argument("--dataset", default="digits",
-                   help="digits | shapes[:N] | cifar10:PATH | cifar100:PATH | folder:PATH | csv:PATH (default digits)")
+                   help="digits | shapes[:N] | textsynth[:N] | cifar10:PATH | cifar100:PATH | folder:PATH | csv:PATH "
+                        "(default digits)")
     if training:
-        p.add_argument("--model", default=None, help="mlp | cnn | resnet18 | vit (default: cnn for images)")
+        p.add_argument("--model", default=None, help="mlp | cnn | resnet18 | vit | transformer (default: cnn for "
+                                                     "images, transformer for text)")
     p.add_argument("--label-column", default=None, help="label column of a csv: dataset (name or index; default last)")
     p.add_argument("--header", action=argparse.BooleanOptionalAction, default=None,
                    help="csv: whether the first row is a header (default: detected)")

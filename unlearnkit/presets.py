@@ -24,7 +24,7 @@ _RECIPES: dict[tuple[str, str], dict[str, Any]] = {
     ("digits", "*"): dict(epochs=30, batch_size=64, optimizer="sgd", lr=0.05),
     ("shapes", "*"): dict(epochs=30, batch_size=128, optimizer="sgd", lr=0.05),
     # transformer on token ids: Adam without weight decay fits the training texts (benchmarks/textsynth_difficulty.py).
-    ("*", "transformer"): dict(epochs=20, batch_size=64, optimizer="adam", lr=1e-3, weight_decay=0.0),
+    ("*", "transformer"): dict(epochs=25, batch_size=64, optimizer="adam", lr=2e-3, weight_decay=0.0),
     ("*", "mlp"): dict(epochs=40, batch_size=64, optimizer="adam", lr=1e-3, weight_decay=0.0),
     ("*", "vit"): dict(epochs=40, batch_size=64, optimizer="adam", lr=1e-3, weight_decay=0.05),
     ("*", "*"): dict(epochs=30, batch_size=128, optimizer="sgd", lr=0.05),

@@ -8,12 +8,20 @@ seeded with ``seed`` (so texts, labels and splits are a pure function of ``(seed
   ``pair`` words that two neighbouring classes share (class c and c+1 mod C), so that lookalike classes occur;
 * templates: a sentence is a sequence of slots, each slot filled with a filler word (most slots), a topic word of
   the example's class, a pair word of the class, or a *decoy* topic word of another class;
-* difficulty: the number of topic words per example is drawn from a geometric-like distribution, so many examples
-  carry one weak cue or none beyond pair words and decoys; those are right only when memorised, which is what
-  makes a random forget set measurable (a retrained model is less accurate on it than the original);
+* difficulty: the number of topic words per label is geometric (none with probability ``TOPIC_P`` = 0.08, at most
+  4), and 0–2 pair words (shared with a neighbouring class) and, in 35% of texts, a decoy topic word of another
+  class are added: texts with no or one ambiguous cue are right only when memorised, which is what makes a random
+  forget set measurable (a retrained model is less accurate on it than the original);
 * multi-label (``textsynth-multilabel``): 1–3 labels per example; each label contributes topic words; the target
   is the multi-hot vector (accuracy as in the ∇τ NLP notebook: argmax of logits == argmax of the target, i.e. the
   lowest-index positive label).
+
+Measured with ``benchmarks/textsynth_difficulty.py`` (``textsynth``: 2000/400/400 texts, data seed 0; model
+``transformer`` dim 32, 2 blocks; Adam lr 2e-3, cosine, 25 epochs, batch 64; training seed 0; random 10% forget
+set): train accuracy 99.9%, test accuracy 84.8%, forget-set accuracy 99.5% (original) vs 78.0% (retrained on the
+other 90%): a gap of 21.5 points. One seed only; ``TOPIC_P`` and ``N_TOPIC`` were chosen on this seed (first with
+a bag-of-words logistic regression as a quick proxy, then with the transformer: ``TOPIC_P`` 0.15 gave 71.5% test
+accuracy and a 24.5-point gap).
 
 Tokenisation: a word-level vocabulary **built from the training split only** (pad id 0, unknown id 1, then the
 training words by decreasing frequency, ties by spelling); val/test words unseen in training map to the unknown id.
@@ -37,7 +45,7 @@ NUM_CLASSES = 8
 N_SHARED = 300
 N_TOPIC = 10
 N_PAIR = 8
-TOPIC_P = 0.15  # P(no topic word); the number of topic words per label is geometric
+TOPIC_P = 0.08  # P(no topic word); the number of topic words per label is geometric
 MAX_LEN = 32
 
 
