@@ -256,3 +256,60 @@ def test_cli_run_on_textsynth_end_to_end(tmp_path) -> None:
     p = cli("run", "--dataset", "textsynth-multilabel:120", "--methods", "finetune", "--epochs", "1",
             "--out", str(tmp_path / "r2"), "--cache-dir", str(tmp_path / "cache"), "-q")
     assert p.returncode == 2 and "multilabel" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# user text files
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _rows(n: int = 40) -> list[tuple[str, str]]:
+    words = {"pos": ["good", "great", "fine"], "neg": ["bad", "awful", "poor"]}
+    return [(f"this is {words[c][i % 3]} stuff number {i}, really", c)
+            for i, c in ((i, "pos" if i % 2 else "neg") for i in range(n))]
+
+
+def test_textcsv_and_jsonl_load(tmp_path) -> None:
+    import csv
+    import json
+
+    rows = _rows()
+    p = tmp_path / "a.csv"
+    with p.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "body", "label"])
+        w.writerows([(i, t, c) for i, (t, c) in enumerate(rows)])
+    s = load_dataset(f"textcsv:{p}", text_column="body")
+    assert s.class_names == ["neg", "pos"] and s.manifest["task"] == "classification"
+    assert s.input_shape == (64,) and len(s.train) + len(s.val) + len(s.test) == 40
+    # vocabulary from the training split only: the row numbers of val/test rows are unknown tokens
+    vocab_size = s.manifest["vocab_size"]
+    assert vocab_size < 2 + 9 + 40
+    j = tmp_path / "a.jsonl"
+    j.write_text("\n".join(json.dumps({"text": t, "label": [c, "x"] if i % 4 == 0 else [c]})
+                           for i, (t, c) in enumerate(rows)), encoding="utf-8")
+    m = load_dataset(f"jsonl:{j}", seed=1)
+    assert m.manifest["task"] == "multilabel" and m.train.y.shape[1] == len(m.class_names) == 3
+
+
+@pytest.mark.parametrize("case,match", [
+    ("empty", "is empty"),
+    ("missing_column", "no column 'text'"),
+    ("empty_text", "empty text"),
+    ("unknown_label", "labels the training split lacks"),
+    ("not_utf8", "not valid UTF-8"),
+])
+def test_bad_text_files_give_one_line_errors(tmp_path, case, match) -> None:
+    p = tmp_path / "bad.csv"
+    rows = "\n".join(f"word{i} more words,{'a' if i % 2 else 'b'}" for i in range(30))
+    body = {"empty": "", "missing_column": "body,label\nhello,a\n",
+            "empty_text": "text,label\n" + rows + "\n ,a\n",
+            "unknown_label": "text,label\n" + rows + "\n" + "\n".join(f"odd {i},c{i}" for i in range(30)) + "\n",
+            }.get(case)
+    if case == "not_utf8":
+        p.write_bytes(b"text,label\nhello \xff\xfe world,a\n")
+    else:
+        p.write_text(body, encoding="utf-8")
+    with pytest.raises(DataError, match=match) as e:
+        load_dataset(f"textcsv:{p}")
+    assert "\n" not in str(e.value)
