@@ -215,7 +215,8 @@ def _experiment(args: argparse.Namespace):  # noqa: ANN202
                       cache_dir=getattr(args, "cache_dir", ".unlearnkit_cache"),
                       device=args.device, progress=not args.quiet and sys.stderr.isatty(), log=log,
                       label_column=args.label_column, record_stats=getattr(args, "record_stats", False),
-                      data_options={k: v for k, v in (("header", args.header), ("id_column", args.id_column))
+                      data_options={k: v for k, v in (("header", args.header), ("id_column", args.id_column),
+                                                      ("text_column", args.text_column))
                                     if v is not None})
 
 
@@ -709,6 +710,9 @@ def _common(p: argparse.ArgumentParser, *, training: bool = True) -> None:
     p.add_argument("--id-column", default=None,
                    help="csv: column of unique example ids that ids:PATH requests name (name or index; not a "
                         "feature); default: data row numbers from 0")
+    p.add_argument("--text-column", default=None,
+                   help="textcsv:/jsonl: the text column (default 'text'; the label column is --label-column, "
+                        "default 'label')")
     p.add_argument("--data-seed", type=_nonneg_int, default=0, help="seed of the train/val/test split (default 0)")
     p.add_argument("--device", default="cuda" if _cuda() else "cpu", help="cpu or cuda (default: cuda if available)")
     if training:
