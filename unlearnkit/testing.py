@@ -54,6 +54,8 @@ class ToyProblem:
     forget_class: int
     #: The task (``unlearnkit.tasks``); ``None`` is classification.
     task: Task | None = None
+    #: Random-subset requests of the contract forget every ``forget_every``-th training example.
+    forget_every: int = 10
 
     def loaders(self, forget_idx: torch.Tensor | None = None, batch_size: int = 32) -> dict[str, Any]:
         y = self.train.y if self.train.y.ndim == 1 else self.train.y.argmax(dim=1)
@@ -94,9 +96,10 @@ def toy_problem(seed: int = 0, n: int = 240, num_classes: int = 4, forget_class:
     return ToyProblem(model.eval(), tr, va, num_classes, forget_class)
 
 
-def text_toy_problem(seed: int = 0, n: int = 240, task: str = "classification", epochs: int = 60) -> ToyProblem:
+def text_toy_problem(seed: int = 0, n: int = 300, task: str = "classification", epochs: int = 60) -> ToyProblem:
     """A tiny ``textsynth`` problem (token ids, length 32) and a tiny trained ``transformer``; ``task`` is
-    ``"classification"`` (8 classes) or ``"multilabel"`` (8 labels)."""
+    ``"classification"`` (8 classes) or ``"multilabel"`` (8 labels). Random-subset requests forget every second
+    text (150 of 300), more than one batch of any method's default, so that the seed's shuffle matters."""
     from .data.textsynth import load_textsynth
     from .models.transformer import TextTransformer
 
@@ -110,7 +113,7 @@ def text_toy_problem(seed: int = 0, n: int = 240, task: str = "classification", 
     model = TextTransformer(len(d["vocab"]), num_classes, d["max_len"], dim=16, heads=2, layers=1)
     train(model, tr, recipe=TrainRecipe(epochs=epochs, batch_size=32, optimizer="adam", lr=3e-3, weight_decay=0.0),
           seed=seed, task=the_task)
-    return ToyProblem(model.eval(), tr, va, num_classes, forget_class=1, task=the_task)
+    return ToyProblem(model.eval(), tr, va, num_classes, forget_class=1, task=the_task, forget_every=2)
 
 
 def _forget_loss(model: nn.Module, loader: DataLoader, task: Task | None = None) -> float:
@@ -133,7 +136,7 @@ def check_method_contract(method: str | MethodSpec, problem: ToyProblem | None =
     if kind_class:
         ld = prob.loaders()
     else:
-        ld = prob.loaders(forget_idx=torch.arange(0, len(prob.train), 10))
+        ld = prob.loaders(forget_idx=torch.arange(0, len(prob.train), prob.forget_every))
     kw = dict(config_kwargs or {})
 
     def cfg(seed: int = 0, **extra: Any) -> UnlearnConfig:
