@@ -459,4 +459,5 @@ def test_options_only_where_they_apply() -> None:
         load_dataset("digits", label_column="x")
     with pytest.raises(DataError, match="size applies only to folder"):
         load_dataset("shapes:10", size=16)
-    assert list_datasets() == sorted(DATASETS) == ["cifar10", "cifar100", "csv", "digits", "folder", "shapes"]
+    assert list_datasets() == sorted(DATASETS) == ["cifar10", "cifar100", "csv", "digits", "folder", "jsonl",
+                                                     "shapes", "textcsv", "textsynth", "textsynth-multilabel"]

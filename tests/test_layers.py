@@ -1,6 +1,6 @@
 """The package's layering: no module under ``unlearnkit/`` imports a module above it (issue 19).
 
-Order, low to high: errors/distributed -> data, models -> stats, training, checkpoints, requests, presets ->
+Order, low to high: errors/distributed/tasks -> data, models -> stats, training, checkpoints, requests, presets ->
 methods -> api -> evaluation -> pipeline, bench, audit, testing -> ledger -> cli -> the package root. A module may
 import modules of its own layer or below. Imports inside functions count too (they run upward all the same).
 """
@@ -15,7 +15,7 @@ import unlearnkit
 ROOT = Path(unlearnkit.__file__).resolve().parent
 
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "distributed"),
+    ("errors", "distributed", "tasks"),
     ("data", "models"),
     ("stats", "training", "checkpoints", "requests", "presets", "defaults", "tuned", "spaces"),
     ("methods",),

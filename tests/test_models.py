@@ -15,9 +15,10 @@ TINY = {"mlp": {"hidden": (16,)}, "cnn": {"widths": (4, 8, 8)}, "resnet18": {"wi
 SHAPES = [(1, 8, 8), (3, 32, 32)]
 
 
-def test_registry_lists_the_four_models() -> None:
-    assert list_models() == ["cnn", "mlp", "resnet18", "vit"]
-    assert set(TINY) == set(list_models())
+def test_registry_lists_the_five_models() -> None:
+    assert list_models() == ["cnn", "mlp", "resnet18", "transformer", "vit"]
+    # the transformer takes token ids, not images: tests/test_text.py covers it
+    assert set(TINY) | {"transformer"} == set(list_models())
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
@@ -56,7 +57,7 @@ def test_resnet18_width64_has_the_standard_parameter_count() -> None:
 
 
 def test_parameter_counts_are_sane() -> None:
-    counts = {n: sum(p.numel() for p in build_model(n, (3, 32, 32), 10).parameters()) for n in list_models()}
+    counts = {n: sum(p.numel() for p in build_model(n, (3, 32, 32), 10).parameters()) for n in sorted(TINY)}
     assert 10_000 < counts["cnn"] < 200_000  # the fast default
     assert 100_000 < counts["vit"] < 1_000_000
     assert counts["mlp"] == 3072 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10
@@ -118,7 +119,7 @@ def test_vit_attention_matches_reference_softmax_attention() -> None:
 
 
 def test_build_model_errors() -> None:
-    with pytest.raises(ConfigError, match="valid models: cnn, mlp, resnet18, vit"):
+    with pytest.raises(ConfigError, match="valid models: cnn, mlp, resnet18, transformer, vit"):
         build_model("alexnet", (3, 32, 32), 10)
     with pytest.raises(ConfigError, match="valid options: width=64"):
         build_model("resnet18", (3, 32, 32), 10, depth=3)

@@ -16,8 +16,16 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .distributed import broadcast_module_, is_distributed
-from .errors import ConfigError, DataError, DivergedError, IncompatibleModelError, UnsupportedRequestError
+from .errors import (
+    ConfigError,
+    DataError,
+    DivergedError,
+    IncompatibleModelError,
+    UnsupportedRequestError,
+    UnsupportedTaskError,
+)
 from .methods.base import History, MethodSpec, UnlearnConfig, UnlearnData, default_loss, method_for_config
+from .tasks import ClassificationTask, Task, as_task
 
 __all__ = ["UnlearnResult", "unlearn"]
 
@@ -371,7 +379,7 @@ def unlearn(model: nn.Module, *, forget: DataLoader | None, retain: DataLoader |
             forget_classes: Iterable[int] | None = None, num_classes: int | None = None,
             loss_fn: Callable[..., torch.Tensor] | None = None, stats: Any = None,
             device: torch.device | str | None = None, inplace: bool = False,
-            progress: bool = False) -> UnlearnResult:
+            progress: bool = False, task: Task | str | None = None) -> UnlearnResult:
     """Remove the influence of ``forget`` from ``model`` with the method that ``config``'s type selects.
 
     Args:
@@ -384,12 +392,15 @@ def unlearn(model: nn.Module, *, forget: DataLoader | None, retain: DataLoader |
         forget_classes: the forgotten class ids for class-wise requests (required by class-only methods).
         num_classes: number of classes; inferred from the model's output width (one forward pass) when omitted.
             Labels are checked against it when it is given or the default loss is used.
-        loss_fn: ``loss_fn(logits, y, reduction=...)``; cross-entropy by default.
+        loss_fn: ``loss_fn(logits, y, reduction=...)``; the older form of ``task`` (cross-entropy by default).
         stats: training-time statistics a method may use (``pgu``'s recorded Gram matrices).
         device: where to run; by default where the model's parameters are. The model is moved there only
             when ``device`` is given explicitly.
         inplace: modify ``model`` itself; by default a deep copy is unlearned and ``model`` is left untouched.
         progress: show progress bars.
+        task: the learning problem (:mod:`unlearnkit.tasks`): a :class:`~unlearnkit.tasks.Task` or its name
+            (``"classification"``, the default, or ``"multilabel"``). Methods take their loss from it; a method that
+            does not serve the task is refused.
 
     Under torch.distributed (launched with ``torchrun``), every rank calls ``unlearn`` with the same arguments: the
     model is wrapped in DistributedDataParallel for methods flagged ``supports_distributed``, data that the method
@@ -408,10 +419,19 @@ def unlearn(model: nn.Module, *, forget: DataLoader | None, retain: DataLoader |
             else a seeded random sample of that many (a bounded check, not a proof). Overlap compares ids when both
             sets share an id space (subsets of one dataset, or explicit ``ids``), else the inputs and labels.
         UnsupportedRequestError: the method needs data or class ids that were not given.
+        UnsupportedTaskError: the method does not serve ``task`` (``MethodSpec.tasks``).
         IncompatibleModelError: the model lacks what the method needs.
         DivergedError: the method left NaN/Inf weights (``err.result`` holds the result).
     """
     spec: MethodSpec = method_for_config(config)
+    if task is not None and loss_fn is not None:
+        raise ConfigError("pass either task= or loss_fn=, not both (a Task carries its own loss)")
+    the_task = as_task(task if task is not None else (None if loss_fn in (None, default_loss) else loss_fn))
+    if the_task.name not in spec.tasks:
+        raise UnsupportedTaskError(f"method {spec.name!r} does not serve the {the_task.name!r} task (it serves: "
+                                   f"{', '.join(sorted(spec.tasks))})" + (f"; {spec.task_note}" if spec.task_note
+                                                                            else ""))
+    strict_labels = loss_fn is None and isinstance(the_task, ClassificationTask)
     classes = tuple(sorted({int(c) for c in forget_classes})) if forget_classes is not None else None
 
     # --- validate everything before any heavy work --------------------------------------------------------------
@@ -438,7 +458,7 @@ def unlearn(model: nn.Module, *, forget: DataLoader | None, retain: DataLoader |
              if loader is not None}
     if num_classes is not None:
         for sc in scans.values():
-            _check_labels(sc, num_classes, strict=loss_fn is None)
+            _check_labels(sc, num_classes, strict=strict_labels)
     _check_overlap(scans.get("forget"), scans.get("retain"), forget, retain)
     problems = spec.validate_model(model)
     if problems:
@@ -455,13 +475,20 @@ def unlearn(model: nn.Module, *, forget: DataLoader | None, retain: DataLoader |
     if classes and num_classes is not None and (classes[0] < 0 or classes[-1] >= num_classes):
         raise DataError(f"forget_classes {list(classes)} out of range: valid classes are 0..{num_classes - 1} "
                         f"(the model has {num_classes} outputs)")
-    if num_classes is not None and not given and loss_fn is None:
+    if num_classes is not None and not given and strict_labels:
         # With the default cross-entropy a label outside the model's outputs would fail deep inside the method.
         for sc in scans.values():
             _check_labels(sc, num_classes, strict=True)
 
+    if not isinstance(the_task, ClassificationTask):
+        for sc in scans.values():
+            if sc.y is not None and len(sc.y):
+                msg = the_task.check_targets(sc.y, num_classes, sc.name)
+                if msg:
+                    raise DataError(msg)
+
     data = UnlearnData(forget=forget, retain=retain, val=val, forget_classes=classes, num_classes=num_classes,
-                       device=dev, loss_fn=loss_fn or default_loss, stats=stats, progress=progress)
+                       device=dev, stats=stats, progress=progress, task=the_task)
 
     # --- run -----------------------------------------------------------------------------------------------------
     net: nn.Module = work

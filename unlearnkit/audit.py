@@ -40,7 +40,7 @@ from .distributed import broadcast_object, is_main_process
 from .errors import ConfigError
 from .evaluation import audit_metrics as A
 from .methods.base import get_method
-from .pipeline import Experiment, check_supported
+from .pipeline import Experiment
 from .requests import ForgetRequest
 from .training import predict_logits
 
@@ -194,7 +194,7 @@ def run_audit(exp: Experiment, *, request: str, methods: list[str], k: int = 32,
     for method in ["original", "retrain", *[m for m in methods if m not in ("original", "retrain")]]:
         t0 = time.perf_counter()
         if method not in ("original", "retrain"):
-            spec = check_supported(get_method(method), aud.split)
+            spec = exp.check_supported(get_method(method), aud.split)
             if spec:
                 records.append({"method": method, "status": "n/a", "reason": spec})
                 continue

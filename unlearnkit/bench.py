@@ -40,7 +40,7 @@ from .checkpoints import atomic_write_text
 from .distributed import barrier, broadcast_object, is_main_process
 from .errors import ConfigError, RequestError
 from .methods.base import get_method
-from .pipeline import Experiment, ExperimentData, check_supported
+from .pipeline import Experiment, ExperimentData
 from .requests import ForgetRequest, ForgetSplit
 
 __all__ = ["SCENARIOS", "Scenario", "render_bench_report", "run_bench"]
@@ -190,7 +190,7 @@ def run_bench(exp: Experiment, *, methods: list[str], scenarios: list[Scenario],
                         recs.append(_rec(sc, method, seed, t, sp, m, None))
                 else:
                     spec = get_method(method)
-                    reason = check_supported(spec, steps[0]) or (
+                    reason = exp.check_supported(spec, steps[0]) or (
                         f"{method} does not support {sc.kind} requests" if sc.kind not in spec.supported_requests
                         else None)
                     if reason:

@@ -215,7 +215,8 @@ def _experiment(args: argparse.Namespace):  # noqa: ANN202
                       cache_dir=getattr(args, "cache_dir", ".unlearnkit_cache"),
                       device=args.device, progress=not args.quiet and sys.stderr.isatty(), log=log,
                       label_column=args.label_column, record_stats=getattr(args, "record_stats", False),
-                      data_options={k: v for k, v in (("header", args.header), ("id_column", args.id_column))
+                      data_options={k: v for k, v in (("header", args.header), ("id_column", args.id_column),
+                                                      ("text_column", args.text_column))
                                     if v is not None})
 
 
@@ -340,7 +341,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .distributed import is_main_process
     from .evaluation import summarize, write_report
     from .methods.base import get_method
-    from .pipeline import check_supported, parse_overrides
+    from .pipeline import parse_overrides
 
     t_start = time.perf_counter()
     seeds = args.seeds = _parse_seeds(args.seeds)
@@ -371,7 +372,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     provenance: dict[tuple[str, int], Any] = {}
     for seed in seeds:
         for name in methods:
-            if check_supported(get_method(name), splits[seed]) is None:
+            if exp.check_supported(get_method(name), splits[seed]) is None:
                 configs[name, seed], provenance[name, seed] = exp.config_for(name, splits[seed], seed,
                                                                              overrides.get(name))
     _say_settings(exp, methods, splits[seeds[0]], seeds[0], provenance, configs)
@@ -414,7 +415,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         save_partial()
         for name in methods:
             spec = get_method(name)
-            reason = check_supported(spec, split)
+            reason = exp.check_supported(spec, split)
             if reason:
                 records.append(_record(name, request, seed, {}, status="n/a", reason=reason))
                 continue
@@ -576,7 +577,7 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
     from .checkpoints import save_checkpoint
     from .errors import UnsupportedRequestError
     from .methods.base import get_method
-    from .pipeline import check_supported, parse_overrides
+    from .pipeline import parse_overrides
 
     spec = get_method(args.method)
     overrides = parse_overrides(args.set)
@@ -592,7 +593,7 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
             raise ConfigError(f"--stats {args.stats} not found; record it with `unlearnkit train --record-stats`")
     exp = _experiment(args)
     split = exp.resolve(args.forget, args.seed)
-    reason = check_supported(spec, split)
+    reason = exp.check_supported(spec, split)
     if reason:
         raise UnsupportedRequestError(reason)
     cfg, prov = exp.config_for(args.method, split, args.seed, overrides.get(args.method))
@@ -725,15 +726,20 @@ def _common(p: argparse.ArgumentParser, *, training: bool = True) -> None:
     """Options every data command takes; ``training=False`` drops those that only matter when models are trained
     (``--model``, ``--cache-dir``, ``--epochs``), for commands that read checkpoints instead."""
     p.add_argument("--dataset", default="digits",
-                   help="digits | shapes[:N] | cifar10:PATH | cifar100:PATH | folder:PATH | csv:PATH (default digits)")
+                   help="digits | shapes[:N] | textsynth[:N] | cifar10:PATH | cifar100:PATH | folder:PATH | csv:PATH "
+                        "(default digits)")
     if training:
-        p.add_argument("--model", default=None, help="mlp | cnn | resnet18 | vit (default: cnn for images)")
+        p.add_argument("--model", default=None, help="mlp | cnn | resnet18 | vit | transformer (default: cnn for "
+                                                     "images, transformer for text)")
     p.add_argument("--label-column", default=None, help="label column of a csv: dataset (name or index; default last)")
     p.add_argument("--header", action=argparse.BooleanOptionalAction, default=None,
                    help="csv: whether the first row is a header (default: detected)")
     p.add_argument("--id-column", default=None,
                    help="csv: column of unique example ids that ids:PATH requests name (name or index; not a "
                         "feature); default: data row numbers from 0")
+    p.add_argument("--text-column", default=None,
+                   help="textcsv:/jsonl: the text column (default 'text'; the label column is --label-column, "
+                        "default 'label')")
     p.add_argument("--data-seed", type=_nonneg_int, default=0, help="seed of the train/val/test split (default 0)")
     p.add_argument("--device", default="cuda" if _cuda() else "cpu", help="cpu or cuda (default: cuda if available)")
     if training:

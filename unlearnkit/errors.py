@@ -16,6 +16,7 @@ __all__ = [
     "UnlearnError",
     "UnlearnWarning",
     "UnsupportedRequestError",
+    "UnsupportedTaskError",
 ]
 
 
@@ -37,6 +38,10 @@ class RequestError(UnlearnError, ValueError):
 
 class UnsupportedRequestError(UnlearnError, ValueError):
     """The method cannot serve this kind of request (e.g. ``svd`` with a random-subset request)."""
+
+
+class UnsupportedTaskError(UnsupportedRequestError):
+    """The method does not serve the task (``MethodSpec.tasks``), e.g. ``unsir`` on text."""
 
 
 class DataError(UnlearnError, ValueError):

@@ -31,11 +31,12 @@ from .data.base import DatasetSplits, LabeledDataset
 from .defaults import DataSizes, rule_overrides
 from .defaults import resolve as resolve_defaults
 from .distributed import barrier, broadcast_module_, broadcast_object, is_main_process
-from .errors import ConfigError, UnlearnError, UnsupportedRequestError
+from .errors import ConfigError, UnlearnError, UnsupportedRequestError, UnsupportedTaskError
 from .methods.base import MethodSpec, UnlearnConfig, get_method
-from .models import build_model
+from .models import build_model, get_model_spec
 from .presets import method_overrides, train_recipe
 from .requests import ForgetRequest, ForgetSplit
+from .tasks import Task, get_task
 from .training import TrainRecipe, record_layer_stats, train
 
 __all__ = ["Experiment", "ExperimentData", "MethodRunner", "ModelStore", "TrainedModel", "build_config",
@@ -187,14 +188,17 @@ def build_config_provenance(method: str, *, dataset: str, kind: str, seed: int,
     return cfg, prov
 
 
-def check_supported(spec: MethodSpec, split: ForgetSplit) -> str | None:
-    """None if ``spec`` can serve ``split``; otherwise the reason (for "n/a" cells and one-line errors)."""
+def check_supported(spec: MethodSpec, split: ForgetSplit, task: Task | None = None) -> str | None:
+    """None if ``spec`` can serve ``split`` (on ``task``, when given); otherwise the reason (for "n/a" cells and
+    one-line errors)."""
     kind = split.request.kind
     if kind not in spec.supported_requests:
         ok = ", ".join(sorted(spec.supported_requests))
         return f"{spec.name} does not support {kind} requests (supports: {ok})"
     if spec.requires_forget_classes and not split.forget_classes:
         return f"{spec.name} needs whole forgotten classes"
+    if task is not None and task.name not in spec.tasks:
+        return f"{spec.name} does not serve the {task.name} task" + (f" ({spec.task_note})" if spec.task_note else "")
     return None
 
 
@@ -215,7 +219,18 @@ class ExperimentData:
         if self._splits is None:
             self._splits = load_dataset(self.dataset_spec, seed=self.data_seed, label_column=self.label_column,
                                         **self.data_options)
+            if self._splits.manifest.get("task", "classification") != "classification":
+                task = self._splits.manifest["task"]
+                self._splits = None
+                raise UnsupportedTaskError(
+                    f"dataset {self.dataset_spec!r} is a {task} task, which the evaluator and reports do not handle "
+                    f"yet; use the Python API: unlearnkit.unlearn(..., task={task!r})")
         return self._splits
+
+    @property
+    def task(self) -> Task:
+        """The dataset's task (``classification`` unless its manifest says otherwise)."""
+        return get_task(self.splits.manifest.get("task"))
 
     def resolve(self, request: str | ForgetRequest, seed: int) -> ForgetSplit:
         req = ForgetRequest.parse(request) if isinstance(request, str) else request
@@ -262,15 +277,23 @@ class ModelStore:
         self.record_stats = bool(record_stats)
         self._arch: str | None = None
 
+    def kwargs(self) -> dict[str, Any]:
+        """The model's options: those a text dataset names for a token model (``vocab_size``, ``pad_id``, from its
+        manifest) when the model takes them, then the caller's (which win)."""
+        options = get_model_spec(self.model_name).options
+        man = self.data.splits.manifest
+        given = {k: man[k] for k in ("vocab_size", "pad_id") if k in man and k in options}
+        return {**given, **self.model_kwargs}
+
     def model_spec(self) -> dict[str, Any]:
         s = self.data.splits
-        return {"name": self.model_name, "kwargs": self.model_kwargs, "input_shape": list(s.input_shape),
+        return {"name": self.model_name, "kwargs": self.kwargs(), "input_shape": list(s.input_shape),
                 "num_classes": s.num_classes}
 
     def new_model(self, seed: int) -> nn.Module:
         torch.manual_seed(int(seed))
         s = self.data.splits
-        return build_model(self.model_name, s.input_shape, s.num_classes, **self.model_kwargs).to(self.device)
+        return build_model(self.model_name, s.input_shape, s.num_classes, **self.kwargs()).to(self.device)
 
     def arch_signature(self) -> str:
         """Hash of the model's parameter and buffer names and shapes: part of every cache key, so that a change to
@@ -278,7 +301,7 @@ class ModelStore:
         if self._arch is None:
             with torch.random.fork_rng(devices=[]):
                 s = self.data.splits
-                net = build_model(self.model_name, s.input_shape, s.num_classes, **self.model_kwargs)
+                net = build_model(self.model_name, s.input_shape, s.num_classes, **self.kwargs())
             desc = ";".join(f"{k}:{tuple(v.shape)}" for k, v in net.state_dict().items())
             self._arch = hashlib.sha256(desc.encode()).hexdigest()[:16]
         return self._arch
@@ -316,7 +339,7 @@ class ModelStore:
         model = self.new_model(seed)
         self.log(f"training {role} model (seed {seed}, {len(data)} examples, {self.recipe.epochs} epochs)")
         tlog = train(model, data, recipe=self.recipe, seed=seed, device=self.device, progress=self.progress,
-                     desc=f"{role} s{seed}", record_stats=record)
+                     desc=f"{role} s{seed}", record_stats=record, task=self.data.task)
         man = {"role": role, "dataset": splits.manifest, "model": self.model_spec(),
                "recipe": self.recipe.to_dict(), "seed": int(seed), "train_seconds": tlog.seconds, "threads": threads,
                "final_train_loss": tlog.epoch_losses[-1] if tlog.epoch_losses else None, **extra, **(info or {})}
@@ -416,7 +439,7 @@ class MethodRunner:
                        retain=DataLoader(s.train.subset(retain_idx), batch_size=bs) if retain else None,
                        val=DataLoader(s.val, batch_size=bs), config=config, forget_classes=forget_classes,
                        num_classes=s.num_classes, stats=stats, device=self.device,
-                       progress=self.progress if progress is None else progress)
+                       progress=self.progress if progress is None else progress, task=self.data.task)
 
     def run(self, method: str, original: nn.Module, split: ForgetSplit, seed: int,
             overrides: dict[str, Any] | None = None, stats: Any = None,
@@ -425,7 +448,7 @@ class MethodRunner:
         (:func:`build_config` with ``overrides``). With ``stats`` (recorded layer statistics, or their path), a
         method flagged ``uses_recorded_stats`` that does not require retain data gets no retain data."""
         spec = get_method(method)
-        reason = check_supported(spec, split)
+        reason = check_supported(spec, split, self.data.task)
         if reason:
             raise UnsupportedRequestError(reason)
         cfg = config if config is not None else self.config_for(method, split, seed, overrides)[0]
@@ -484,6 +507,13 @@ class Experiment:
     def progress(self, on: bool) -> None:
         """Progress bars of training and of the methods (the bench and the audit turn them off: one line a cell)."""
         self.models.progress = self.runner.progress = bool(on)
+
+    @property
+    def task(self) -> Task:
+        return self.data.task
+
+    def check_supported(self, spec: MethodSpec, split: ForgetSplit) -> str | None:
+        return check_supported(spec, split, self.data.task)
 
     def resolve(self, request: str | ForgetRequest, seed: int) -> ForgetSplit:
         return self.data.resolve(request, seed)

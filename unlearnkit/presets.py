@@ -19,12 +19,15 @@ from .training import TrainRecipe
 __all__ = ["DEFAULT_MODEL", "METHOD_PRESETS", "method_overrides", "train_recipe"]
 
 # Default model per dataset family (the part of the spec before ':').
-DEFAULT_MODEL: dict[str, str] = {"digits": "cnn", "shapes": "cnn"}
+DEFAULT_MODEL: dict[str, str] = {"digits": "cnn", "shapes": "cnn", "textsynth": "transformer",
+                                 "textsynth-multilabel": "transformer"}
 
 # Training recipe per (dataset family, model); "*" matches any. Chosen so the original fits its training set.
 _RECIPES: dict[tuple[str, str], dict[str, Any]] = {
     ("digits", "*"): dict(epochs=30, batch_size=64, optimizer="sgd", lr=0.05),
     ("shapes", "*"): dict(epochs=30, batch_size=128, optimizer="sgd", lr=0.05),
+    # transformer on token ids: Adam without weight decay fits the training texts (benchmarks/textsynth_difficulty.py).
+    ("*", "transformer"): dict(epochs=25, batch_size=64, optimizer="adam", lr=2e-3, weight_decay=0.0),
     ("*", "mlp"): dict(epochs=40, batch_size=64, optimizer="adam", lr=1e-3, weight_decay=0.0),
     ("*", "vit"): dict(epochs=40, batch_size=64, optimizer="adam", lr=1e-3, weight_decay=0.05),
     ("*", "*"): dict(epochs=30, batch_size=128, optimizer="sgd", lr=0.05),

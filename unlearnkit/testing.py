@@ -35,9 +35,10 @@ from torch.utils.data import DataLoader
 from .api import UnlearnResult, unlearn
 from .data.base import LabeledDataset
 from .methods.base import MethodSpec, UnlearnConfig, get_method
+from .tasks import Task, get_task
 from .training import TrainRecipe, train
 
-__all__ = ["ToyProblem", "check_method_contract", "state_equal", "toy_problem"]
+__all__ = ["ToyProblem", "check_method_contract", "state_equal", "text_toy_problem", "toy_problem"]
 
 
 def state_equal(a: nn.Module, b: nn.Module) -> bool:
@@ -53,9 +54,13 @@ class ToyProblem:
     val: LabeledDataset
     num_classes: int
     forget_class: int
+    #: The task (``unlearnkit.tasks``); ``None`` is classification.
+    task: Task | None = None
+    #: Random-subset requests of the contract forget every ``forget_every``-th training example.
+    forget_every: int = 10
 
     def loaders(self, forget_idx: torch.Tensor | None = None, batch_size: int = 32) -> dict[str, Any]:
-        y = self.train.y
+        y = self.train.y if self.train.y.ndim == 1 else self.train.y.argmax(dim=1)
         mask = y == self.forget_class if forget_idx is None else torch.isin(torch.arange(len(y)), forget_idx)
         f = torch.nonzero(mask).flatten()
         r = torch.nonzero(~mask).flatten()
@@ -93,12 +98,33 @@ def toy_problem(seed: int = 0, n: int = 240, num_classes: int = 4, forget_class:
     return ToyProblem(model.eval(), tr, va, num_classes, forget_class)
 
 
-def _forget_loss(model: nn.Module, loader: DataLoader) -> float:
+def text_toy_problem(seed: int = 0, n: int = 300, task: str = "classification", epochs: int = 60) -> ToyProblem:
+    """A tiny ``textsynth`` problem (token ids, length 32) and a tiny trained ``transformer``; ``task`` is
+    ``"classification"`` (8 classes) or ``"multilabel"`` (8 labels). Random-subset requests forget every second
+    text (150 of 300), more than one batch of any method's default, so that the seed's shuffle matters."""
+    from .data.textsynth import load_textsynth
+    from .models.transformer import TextTransformer
+
+    multi = task == "multilabel"
+    d = load_textsynth(n, 80, 10, seed=seed, multilabel=multi)
+    tr = LabeledDataset(torch.from_numpy(d["train"][0]), torch.from_numpy(d["train"][1]))
+    va = LabeledDataset(torch.from_numpy(d["val"][0]), torch.from_numpy(d["val"][1]))
+    num_classes = int(d["train"][1].shape[1]) if multi else 8
+    the_task = get_task(task)
+    torch.manual_seed(seed)
+    model = TextTransformer(len(d["vocab"]), num_classes, d["max_len"], dim=16, heads=2, layers=1)
+    train(model, tr, recipe=TrainRecipe(epochs=epochs, batch_size=32, optimizer="adam", lr=3e-3, weight_decay=0.0),
+          seed=seed, task=the_task)
+    return ToyProblem(model.eval(), tr, va, num_classes, forget_class=1, task=the_task, forget_every=2)
+
+
+def _forget_loss(model: nn.Module, loader: DataLoader, task: Task | None = None) -> float:
+    t = get_task(task)
     model.eval()
     with torch.no_grad():
         tot, n = 0.0, 0
         for x, y in loader:
-            tot += float(nn.functional.cross_entropy(model(x), y, reduction="sum"))
+            tot += float(t.loss(model, x, y, reduction="sum"))
             n += len(y)
     return tot / n
 
@@ -112,7 +138,7 @@ def check_method_contract(method: str | MethodSpec, problem: ToyProblem | None =
     if kind_class:
         ld = prob.loaders()
     else:
-        ld = prob.loaders(forget_idx=torch.arange(0, len(prob.train), 10))
+        ld = prob.loaders(forget_idx=torch.arange(0, len(prob.train), prob.forget_every))
     kw = dict(config_kwargs or {})
 
     def cfg(seed: int = 0, **extra: Any) -> UnlearnConfig:
@@ -121,7 +147,7 @@ def check_method_contract(method: str | MethodSpec, problem: ToyProblem | None =
     def run(c: UnlearnConfig, model: nn.Module | None = None, inplace: bool = False) -> UnlearnResult:
         return unlearn(model if model is not None else prob.model, forget=ld["forget"], retain=ld["retain"],
                        val=ld["val"], forget_classes=ld["forget_classes"], num_classes=ld["num_classes"],
-                       config=c, inplace=inplace)
+                       config=c, inplace=inplace, task=prob.task)
 
     before = copy.deepcopy(prob.model.state_dict())
     r1 = run(cfg(0))
@@ -170,8 +196,8 @@ def check_method_contract(method: str | MethodSpec, problem: ToyProblem | None =
     if ri.model is not mine:
         raise AssertionError(f"{spec.name}: inplace=True did not return the caller's model object")
 
-    lf0 = _forget_loss(prob.model, ld["forget"])
-    lf1 = _forget_loss(r1.model, ld["forget"])
+    lf0 = _forget_loss(prob.model, ld["forget"], prob.task)
+    lf1 = _forget_loss(r1.model, ld["forget"], prob.task)
     out.update(forget_loss_before=lf0, forget_loss_after=lf1)
     if spec.raises_forget_loss and not lf1 >= lf0 - 1e-6:
         raise AssertionError(f"{spec.name}: forget-set loss fell from {lf0:.4f} to {lf1:.4f}; it should rise")

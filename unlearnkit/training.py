@@ -31,6 +31,7 @@ from .distributed import (
 )
 from .errors import ConfigError, DataError
 from .stats import LayerStats
+from .tasks import ClassificationTask, Task, as_task
 
 __all__ = ["TrainCallback", "TrainLog", "TrainRecipe", "evaluate_accuracy", "predict_logits", "train"]
 
@@ -122,7 +123,8 @@ def _optimizer(model: nn.Module, r: TrainRecipe) -> torch.optim.Optimizer:
 def train(model: nn.Module, dataset: Dataset, *, recipe: TrainRecipe | None = None, seed: int = 0,
           device: torch.device | str | None = None, progress: bool = False, desc: str = "train",
           callbacks: Sequence[TrainCallback] = (),
-          loss_fn: Callable[..., torch.Tensor] | None = None, record_stats: bool = False) -> TrainLog:
+          loss_fn: Callable[..., torch.Tensor] | None = None, record_stats: bool = False,
+          task: Task | str | None = None) -> TrainLog:
     """Train ``model`` in place on ``dataset`` (items ``(x, y)``) with ``recipe``; deterministic under ``seed``.
 
     Args:
@@ -133,7 +135,9 @@ def train(model: nn.Module, dataset: Dataset, *, recipe: TrainRecipe | None = No
         device: where to train (default: where the model is).
         progress: show a progress bar (rank 0 only).
         callbacks: objects with ``on_batch(model, x, y)``, called after every optimiser step.
-        loss_fn: ``loss_fn(logits, y)``; cross-entropy with the recipe's label smoothing by default.
+        loss_fn: ``loss_fn(logits, y)``; the older form of ``task``.
+        task: the task (:mod:`unlearnkit.tasks`) whose ``loss(model, x, y)`` is minimised; classification
+            (cross-entropy with the recipe's label smoothing) by default.
         record_stats: after the last epoch, record the per-layer input Gram matrices of the trained model over
             ``dataset`` (:class:`~unlearnkit.stats.LayerStats`, one pass without augmentation, seeded by
             ``seed``), so that ``pgu`` can later forget without the retain data. They are taken with the final
@@ -167,7 +171,11 @@ def train(model: nn.Module, dataset: Dataset, *, recipe: TrainRecipe | None = No
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, (lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total))) if r.schedule == "cosine"
         else (lambda s: 1.0))
-    lossf = loss_fn or (lambda logits, y: F.cross_entropy(logits, y, label_smoothing=r.label_smoothing))
+    if task is not None and loss_fn is not None:
+        raise ConfigError("pass either task= or loss_fn=, not both")
+    the_task = as_task(task if task is not None else loss_fn)
+    if isinstance(the_task, ClassificationTask) and not the_task.label_smoothing and r.label_smoothing:
+        the_task = ClassificationTask(label_smoothing=r.label_smoothing)
 
     losses: list[float] = []
     epoch_losses: list[float] = []
@@ -180,7 +188,7 @@ def train(model: nn.Module, dataset: Dataset, *, recipe: TrainRecipe | None = No
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
             if r.augment:
                 x = _augment(x, g)
-            loss = lossf(net(x), y)
+            loss = the_task.loss(net, x, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

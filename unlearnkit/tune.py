@@ -33,7 +33,7 @@ import numpy as np
 
 from .checkpoints import atomic_write_text
 from .errors import ConfigError, DivergedError, UnsupportedRequestError
-from .pipeline import Experiment, check_supported
+from .pipeline import Experiment
 from .requests import ForgetRequest, ForgetSplit
 from .spaces import Param, active, space_of
 
@@ -156,7 +156,7 @@ def tune_method(exp: Experiment, method: str, request: str, *, seeds: list[int],
     real = {s: exp.resolve(request, s) for s in seeds}
     from .methods.base import get_method
 
-    reason = check_supported(get_method(method), real[seeds[0]])
+    reason = exp.check_supported(get_method(method), real[seeds[0]])
     if reason:
         raise UnsupportedRequestError(reason)
     out.mkdir(parents=True, exist_ok=True)
@@ -253,7 +253,7 @@ def _fresh_test_gaps(exp: Experiment, method: str, request: str, values: dict[st
         orig, ref = exp.original(s), exp.retrained(split, s)
         ev = exp.evaluator(split, s)
         for label, m, vals in (("tuned", method, values), ("untuned", method, {}), ("gradtau", "gradtau", {})):
-            if check_supported(get_method(m), split):
+            if exp.check_supported(get_method(m), split):
                 continue
             cfg, _ = exp.config_for(m, split, s, vals, use_tuned=False)
             try:

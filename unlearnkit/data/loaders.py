@@ -33,6 +33,9 @@ from .digits import DIGITS_SUB_NAMES, load_digits_arrays
 from .folder import load_folder_arrays
 from .shapes import SHAPE_CLASSES, SUB_NAMES, load_shapes
 from .tabular import load_csv_arrays
+from .textfile import encode_text_splits, load_text_rows
+from .textsynth import MAX_LEN as TEXTSYNTH_MAX_LEN
+from .textsynth import PAD_ID, load_textsynth
 
 __all__ = ["DATASETS", "DEFAULT_SHAPES_TRAIN", "list_datasets", "load_dataset", "shapes_sizes"]
 
@@ -43,9 +46,18 @@ DATASETS: dict[str, str] = {
     "cifar100": "cifar100:PATH - the CIFAR-100 python pickle batches, fine labels",
     "folder": "folder:PATH - one sub-folder of images per class, read with Pillow",
     "csv": "csv:PATH - numeric feature columns plus a label column (--label-column, default the last)",
+    "textsynth": "procedural text, 8 topic classes, word-level token ids (vocabulary from the training split); "
+                 "textsynth:N for N train texts",
+    "textsynth-multilabel": "textsynth with 1-3 labels per text (multi-hot targets, task 'multilabel')",
+    "textcsv": "textcsv:PATH - a CSV with a header, a text column (default 'text') and a label column (default "
+               "'label'; several labels as a|b make it multi-label)",
+    "jsonl": "jsonl:PATH - one JSON object per line with a text and a label (a list of labels for multi-label)",
 }
-_VALID = "valid: digits, shapes, shapes:N, cifar10:PATH, cifar100:PATH, folder:PATH, csv:PATH"
-_PATH_KINDS = ("cifar10", "cifar100", "folder", "csv")
+_VALID = ("valid: digits, shapes, shapes:N, textsynth, textsynth:N, textsynth-multilabel, cifar10:PATH, "
+          "cifar100:PATH, folder:PATH, csv:PATH")
+DEFAULT_TEXTSYNTH_TRAIN = 2000
+_PATH_KINDS = ("cifar10", "cifar100", "folder", "csv", "textcsv", "jsonl")
+TEXT_MAX_LEN = 64
 DEFAULT_SHAPES_TRAIN = 5000
 VAL_FRACTION_OF_TRAIN = 0.1  # for datasets with an official test split (CIFAR)
 FRACTIONS = (0.7, 0.15, 0.15)  # train / val / test for folder and csv
@@ -85,7 +97,7 @@ def _tensor_split(x: np.ndarray, y: np.ndarray, sub: np.ndarray | None = None,
 
 def load_dataset(spec: str, *, seed: int = 0, label_column: str | int | None = None,
                  size: int | tuple[int, int] | None = None, header: bool | None = None,
-                 id_column: str | int | None = None) -> DatasetSplits:
+                 id_column: str | int | None = None, text_column: str | None = None) -> DatasetSplits:
     """Load the dataset named by ``spec`` and split it with ``seed``.
 
     Args:
@@ -118,9 +130,11 @@ def load_dataset(spec: str, *, seed: int = 0, label_column: str | int | None = N
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise DataError(f"dataset seed must be an int, got {seed!r}")
     seed = int(seed)
+    if text_column is not None and kind not in ("textcsv", "jsonl"):
+        raise DataError(f"text_column applies only to textcsv:PATH and jsonl:PATH datasets, not {kind!r}")
     for opt, value, flag in (("label_column", label_column, "--label-column"), ("header", header, "--header"),
                              ("id_column", id_column, "--id-column")):
-        if value is not None and kind != "csv":
+        if value is not None and kind != "csv" and not (opt == "label_column" and kind in ("textcsv", "jsonl")):
             raise DataError(f"{opt} applies only to csv:PATH datasets, not {kind!r}; drop {flag}")
     if size is not None and kind != "folder":
         raise DataError(f"size applies only to folder:PATH datasets, not {kind!r}; drop the image size option")
@@ -154,6 +168,37 @@ def load_dataset(spec: str, *, seed: int = 0, label_column: str | int | None = N
         names = list(SHAPE_CLASSES)
         sub_names = {c: list(SUB_NAMES) for c in range(len(names))}
         manifest["generator"] = {"image_size": 32, "label_noise": d["label_noise"]}
+    elif kind in ("textsynth", "textsynth-multilabel"):
+        n_train = DEFAULT_TEXTSYNTH_TRAIN
+        if arg:
+            try:
+                n_train = int(arg)
+            except ValueError:
+                n_train = -1
+            if n_train < 1:
+                raise DataError(f"{kind}:N needs a positive number of training texts, got {arg!r}; e.g. {kind}:4000")
+        sizes = shapes_sizes(n_train)
+        multi = kind == "textsynth-multilabel"
+        d = load_textsynth(*sizes, seed=seed, multilabel=multi)
+        train, val, test = (_tensor_split(*d[k], source_ids=d[f"{k}_ids"]) for k in ("train", "val", "test"))
+        names = [f"topic{c}" for c in range(d["train"][1].shape[1] if multi else int(d["train"][1].max()) + 1)]
+        d.update(mean=[0.0], std=[1.0])  # token ids are not standardised
+        manifest.update(ids=f"index of the generated text (0..{sum(sizes) - 1}) for this data seed",
+                        task="multilabel" if multi else "classification", vocab_size=len(d["vocab"]),
+                        pad_id=PAD_ID, max_len=TEXTSYNTH_MAX_LEN,
+                        tokenizer="word-level vocabulary from the training split only")
+    elif kind in ("textcsv", "jsonl"):
+        texts, labels, multi = load_text_rows(kind, arg, text_column, None if label_column is None
+                                              else str(label_column))
+        parts = hashed_split(len(texts), seed, split_sizes(len(texts), FRACTIONS, f"text file {arg}"))
+        d = encode_text_splits(texts, labels, parts, multi, TEXT_MAX_LEN, arg)
+        train, val, test = (_tensor_split(*d[k], source_ids=p) for k, p in zip(("train", "val", "test"), parts))
+        names = d["classes"]
+        d.update(mean=[0.0], std=[1.0])
+        manifest.update(source=str(Path(arg).expanduser()), ids="data row number from 0", fractions=list(FRACTIONS),
+                        task="multilabel" if multi else "classification", vocab_size=len(d["vocab"]),
+                        pad_id=PAD_ID, max_len=TEXT_MAX_LEN,
+                        tokenizer="word-level vocabulary from the training split only")
     elif kind in ("cifar10", "cifar100"):
         d = load_cifar_arrays(arg, kind)
         x_all, y_all = d["train"]

@@ -365,7 +365,6 @@ class Ledger:
         without an unlearnkit manifest (its references then train with the dataset's default recipe).
         """
         from ..methods.base import get_method
-        from ..pipeline import check_supported
 
         if evidence not in TIERS:
             raise LedgerError(f"--evidence must be one of {', '.join(TIERS)}, got {evidence!r}")
@@ -387,7 +386,7 @@ class Ledger:
         plans, done = [], set(forgotten)
         for g in groups:
             split = self._split(exp, g, done)
-            reason = check_supported(spec, split)
+            reason = exp.check_supported(spec, split)
             if reason:
                 raise LedgerError(f"{reason}; requests {', '.join(str(r.id) for r in g)} stay pending")
             # Rules of the data sizes, presets, a tuned file from `unlearnkit tune` (if any), then overrides.

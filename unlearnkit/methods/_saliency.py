@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader
 
 from ..distributed import all_reduce_sum
 from ..errors import ConfigError, DataError
+from ..tasks import Task, as_task
 
 __all__ = [
     "Mask",
@@ -52,7 +53,7 @@ __all__ = [
 
 Mask = dict[str, torch.Tensor]
 Scores = Mapping[str, torch.Tensor]
-LossFn = Callable[..., torch.Tensor]
+LossFn = Task | Callable[..., torch.Tensor]
 
 # The official SFR-on code adds this to both Fishers before dividing, so 0/0 gives ratio 1 (kept at gamma = 1).
 RATIO_EPS = 1e-15
@@ -75,6 +76,7 @@ def _gradient_pass(model: nn.Module, loader: DataLoader, loss_fn: LossFn, device
     The model's train/eval mode and any ``.grad`` it held are restored afterwards, so the pass has no side effect
     on the weights, the optimiser or (in eval mode) the normalisation statistics.
     """
+    task = as_task(loss_fn)  # a Task, or a bare loss_fn(logits, y)
     params = trainable_parameters(model)
     sums = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in params}
     saved_grads = {n: p.grad for n, p in params}
@@ -86,7 +88,7 @@ def _gradient_pass(model: nn.Module, loader: DataLoader, loss_fn: LossFn, device
             x, y = x.to(device), y.to(device)
             for _, p in params:
                 p.grad = None
-            loss = loss_fn(model(x), y)
+            loss = task.loss(model, x, y)
             loss.backward()
             for n, p in params:
                 # A parameter the loss does not reach has no gradient: it contributes zero.
@@ -118,7 +120,8 @@ def squared_gradients(model: nn.Module, loader: DataLoader, loss_fn: LossFn, dev
     Args:
         model: the model; its weights are not changed.
         loader: batches ``(x, y)``; batch composition matters because the batch-mean gradient is squared.
-        loss_fn: ``loss_fn(logits, y)`` returning the batch-mean loss.
+        loss_fn: the task (:class:`unlearnkit.tasks.Task`, its ``loss``) or a bare ``loss_fn(logits, y)`` returning
+            the batch-mean loss.
         device: where to move each batch.
         train_mode: run the forward passes in train mode (default eval: normalisation layers use their running
             statistics, as the official code does).
@@ -233,7 +236,8 @@ def accumulated_gradients(model: nn.Module, loader: DataLoader, loss_fn: LossFn,
     Args:
         model: the model; its weights are not changed.
         loader: batches ``(x, y)``.
-        loss_fn: ``loss_fn(logits, y)`` returning the batch-mean loss.
+        loss_fn: the task (:class:`unlearnkit.tasks.Task`, its ``loss``) or a bare ``loss_fn(logits, y)`` returning
+            the batch-mean loss.
         device: where to move each batch.
         train_mode: run the forward passes in train mode (default eval, as SalUn's ``generate_mask.py``).
 

@@ -125,4 +125,4 @@ register_method("bad_teacher", config_cls=BadTeacherConfig, fn=bad_teacher, is_b
                 summary="Distil the original model on the retain set and a randomly initialised one on the forget "
                         "set (competent / incompetent teachers).",
                 paper="Chundawat et al., Can Bad Teaching Induce Forgetting?, AAAI 2023 (arXiv 2205.08096)",
-                supports_distributed=True)
+                supports_distributed=True, task_note="its teachers' KL is over a softmax of one class per example")

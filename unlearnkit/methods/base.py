@@ -23,8 +23,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..errors import ConfigError, IncompatibleModelError, UnlearnError, UnlearnWarning
+from ..tasks import Task, as_task
 
 __all__ = [
+    "ANY_LOSS_TASK",
+    "RELABEL_NOTE",
     "History",
     "MethodSpec",
     "UnlearnConfig",
@@ -38,6 +41,10 @@ __all__ = [
 History = dict[str, list[float]]
 RequestKind = Literal["class", "random", "ids", "subclass"]
 ALL_KINDS: frozenset[str] = frozenset({"class", "random", "ids", "subclass"})
+#: ``MethodSpec.tasks`` of a method whose only task-specific piece is ``data.task.loss`` (model and batch in, loss out).
+ANY_LOSS_TASK: frozenset[str] = frozenset({"classification", "multilabel"})
+#: ``MethodSpec.task_note`` of the methods that draw random wrong class ids.
+RELABEL_NOTE = "it draws random wrong class ids for the forget set, which a multi-hot target does not have"
 
 C = TypeVar("C", bound="UnlearnConfig")
 
@@ -127,7 +134,7 @@ class UnlearnConfig:
 
 
 def default_loss(logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """Cross-entropy; every method takes its loss from ``UnlearnData.loss_fn`` so that it stays task-agnostic."""
+    """Cross-entropy (the classification task's loss); kept for callers of the older ``loss_fn`` interface."""
     return F.cross_entropy(logits, y, reduction=reduction)
 
 
@@ -138,6 +145,11 @@ class UnlearnData:
     Loaders yield ``(x, y)`` batches. A method that needs its own batch size or shuffling re-batches
     ``loader.dataset`` with :func:`unlearnkit.methods._common.rebatch`. ``val`` is held-out data from the training
     distribution (never the test set); ``stats`` carries statistics recorded at training time (``pgu``).
+
+    ``task`` (:class:`unlearnkit.tasks.Task`) is where every method takes its loss from:
+    ``data.task.loss(model, x, y, reduction="mean"|"none")``. ``loss_fn`` is the older interface
+    (``loss_fn(logits, y)``): given alone it becomes the task (:class:`~unlearnkit.tasks.LossFnTask`); when omitted
+    it is the task's ``output_loss``. Classification (cross-entropy) when neither is given.
     """
 
     forget: DataLoader | None
@@ -146,9 +158,18 @@ class UnlearnData:
     forget_classes: tuple[int, ...] | None = None
     num_classes: int | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    loss_fn: Callable[..., torch.Tensor] = default_loss
+    loss_fn: Callable[..., torch.Tensor] | None = None
     stats: Any = None
     progress: bool = False
+    task: Task | None = None
+
+    def __post_init__(self) -> None:
+        if self.task is None:
+            self.task = as_task(None if self.loss_fn in (None, default_loss) else self.loss_fn)
+        else:
+            self.task = as_task(self.task)
+        if self.loss_fn is None:
+            self.loss_fn = self.task.loss_fn()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -192,6 +213,12 @@ class MethodSpec:
     #: instead of the retain data (``pgu``); ``unlearnkit run --record-stats`` runs them that way.
     uses_recorded_stats: bool = False
     validate_model: ModelValidator = _default_validate_model
+    #: The tasks (``unlearnkit.tasks``) the method serves; ``unlearn`` refuses others with UnsupportedRequestError.
+    #: Methods whose only task-specific piece is ``data.task.loss`` serve every task whose loss is a function of the
+    #: model and the batch; the default is classification only.
+    tasks: frozenset[str] = frozenset({"classification"})
+    #: Why the method does not serve the other tasks (appended to the refusal).
+    task_note: str = ""
 
 
 _REGISTRY: dict[str, MethodSpec] = {}
@@ -217,6 +244,8 @@ def register_method(name: str, *, config_cls: type[UnlearnConfig], fn: MethodFn,
         unknown = flags["supported_requests"] - ALL_KINDS
         if unknown:
             raise ValueError(f"unknown request kinds {sorted(unknown)}; valid: {sorted(ALL_KINDS)}")
+    if "tasks" in flags:
+        flags["tasks"] = frozenset(flags["tasks"])
     spec = MethodSpec(name=name, config_cls=config_cls, fn=fn, summary=summary, paper=paper, **flags)
     _REGISTRY[name] = spec
     return spec

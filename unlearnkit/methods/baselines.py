@@ -26,7 +26,7 @@ from ..errors import DataError
 from ._common import cycle, loader_seed, make_generator, rebatch
 from ._labels import Relabelled, draw_labels
 from ._recipes import OptimRecipeConfig, epoch_lr, optimizer_step, set_lr
-from .base import History, UnlearnData, register_method
+from .base import ANY_LOSS_TASK, RELABEL_NOTE, History, UnlearnData, register_method
 
 __all__ = ["AmnesiacConfig", "FinetuneConfig", "GradientAscentConfig", "NegGradPlusConfig", "RandomLabelConfig"]
 
@@ -66,7 +66,7 @@ def _passes(model: nn.Module, data: UnlearnData, cfg: OptimRecipeConfig, name: s
             before_epoch(epoch)
         for loader, key, sign in phases:
             for x, y in loader:
-                loss = data.loss_fn(model(x.to(dev)), y.to(dev))
+                loss = data.task.loss(model, x.to(dev), y.to(dev))
                 optimizer_step(opt, sign * loss, max_norm)
                 hist[key].append(float(loss.detach()))
     return hist
@@ -225,8 +225,8 @@ def neggrad_plus(model: nn.Module, data: UnlearnData, cfg: NegGradPlusConfig) ->
         set_lr(opt, epoch_lr(cfg.get("lr"), cfg.get("schedule"), epoch, epochs))
         for xr, yr in retain:
             xf, yf = next(forget)
-            lr_ = data.loss_fn(model(xr.to(dev)), yr.to(dev))
-            lf = data.loss_fn(model(xf.to(dev)), yf.to(dev))
+            lr_ = data.task.loss(model, xr.to(dev), yr.to(dev))
+            lf = data.task.loss(model, xf.to(dev), yf.to(dev))
             optimizer_step(opt, beta * lr_ - (1.0 - beta) * lf)
             hist["retain_loss"].append(float(lr_.detach()))
             hist["forget_loss"].append(float(lf.detach()))
@@ -346,20 +346,20 @@ def amnesiac(model: nn.Module, data: UnlearnData, cfg: AmnesiacConfig) -> Histor
 register_method("finetune", config_cls=FinetuneConfig, fn=finetune, is_baseline=True,
                 summary="Fine-tune on the retain set only.",
                 paper="Golatkar et al., Eternal Sunshine of the Spotless Net, CVPR 2020 (FT baseline)",
-                requires_forget=False, supports_distributed=True, raises_forget_loss=False)
+                requires_forget=False, supports_distributed=True, raises_forget_loss=False, tasks=ANY_LOSS_TASK)
 register_method("gradient_ascent", config_cls=GradientAscentConfig, fn=gradient_ascent, is_baseline=True,
                 summary="Gradient ascent on the forget-set loss (NegGrad).",
                 paper="Thudi et al., Unrolling SGD, EuroS&P 2022 (GA baseline)",
-                requires_retain=False, supports_distributed=True)
+                requires_retain=False, supports_distributed=True, tasks=ANY_LOSS_TASK)
 register_method("neggrad_plus", config_cls=NegGradPlusConfig, fn=neggrad_plus, is_baseline=True,
                 summary="Retain descent and forget ascent in one beta-weighted step (NegGrad+).",
                 paper="Kurmanji et al., Towards Unbounded Machine Unlearning, NeurIPS 2023 (NegGrad+ baseline)",
-                supports_distributed=True)
+                supports_distributed=True, tasks=ANY_LOSS_TASK)
 register_method("random_label", config_cls=RandomLabelConfig, fn=random_label, is_baseline=True,
                 summary="Train on forget samples with random labels together with the retain set.",
                 paper="Golatkar et al., CVPR 2020; Fan et al. SalUn, ICLR 2024 (RL baseline)",
-                supports_distributed=True)
+                supports_distributed=True, task_note=RELABEL_NOTE)
 register_method("amnesiac", config_cls=AmnesiacConfig, fn=amnesiac, is_baseline=True,
                 summary="Random wrong labels on the forget set mixed with the retain set, Adam (∇τ's Amnesiac).",
                 paper="Graves et al., Amnesiac Machine Learning, AAAI 2021 (as run by ∇τ)",
-                supports_distributed=True)
+                supports_distributed=True, task_note=RELABEL_NOTE)

@@ -135,4 +135,5 @@ register_method("fisher", config_cls=FisherConfig, fn=fisher, is_baseline=True,
                 summary="Gaussian noise on the weights, scaled by the inverse diagonal Fisher of the retain set "
                         "(Fisher forgetting).",
                 paper="Golatkar et al., Eternal Sunshine of the Spotless Net, CVPR 2020 (Fisher forgetting)",
-                requires_forget=False, supports_distributed=True, raises_forget_loss=False)
+                requires_forget=False, supports_distributed=True, raises_forget_loss=False,
+                task_note="its Fisher samples one class per example from the model's softmax")

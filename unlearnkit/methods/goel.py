@@ -19,7 +19,7 @@ from ..errors import IncompatibleModelError, UnlearnError
 from ._common import loader_seed, rebatch
 from ._distill import unwrap
 from ._recipes import OptimRecipeConfig, epoch_lr, optimizer_step, set_lr
-from .base import History, UnlearnData, register_method
+from .base import ANY_LOSS_TASK, History, UnlearnData, register_method
 
 __all__ = ["CfkConfig", "EukConfig", "last_k_layers"]
 
@@ -115,7 +115,7 @@ def _train_last_k(model: nn.Module, data: UnlearnData, cfg: CfkConfig) -> Histor
                 if not list(m.children()) and id(m) not in chosen_ids:
                     m.eval()
             for x, y in retain:
-                hist["retain_loss"].append(optimizer_step(opt, data.loss_fn(model(x.to(dev)), y.to(dev))))
+                hist["retain_loss"].append(optimizer_step(opt, data.task.loss(model, x.to(dev), y.to(dev))))
     finally:
         for p in frozen:
             p.requires_grad_(True)
@@ -158,9 +158,9 @@ register_method("cf_k", config_cls=CfkConfig, fn=cf_k, is_baseline=True,
                 summary="Fine-tune only the last k layers on the retain set (catastrophic forgetting).",
                 paper="Goel et al., Towards Adversarial Evaluation of Machine Unlearning, 2022 (CF-k)",
                 requires_forget=False, supports_distributed=True, raises_forget_loss=False, touches="last_layer",
-                validate_model=_validate_model)
+                validate_model=_validate_model, tasks=ANY_LOSS_TASK)
 register_method("eu_k", config_cls=EukConfig, fn=eu_k, is_baseline=True,
                 summary="Re-initialise the last k layers and train only them on the retain set.",
                 paper="Goel et al., Towards Adversarial Evaluation of Machine Unlearning, 2022 (EU-k)",
                 requires_forget=False, supports_distributed=True, raises_forget_loss=False, touches="last_layer",
-                validate_model=_validate_model)
+                validate_model=_validate_model, tasks=ANY_LOSS_TASK)

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from ..distributed import all_reduce_mean, all_reduce_sum, is_distributed, local_batch_size, rank, world_size
 from ..errors import DataError, UnsupportedRequestError
 from ._common import loader_seed, rebatch
-from .base import ALL_KINDS, History, UnlearnConfig, UnlearnData, register_method
+from .base import ALL_KINDS, ANY_LOSS_TASK, History, UnlearnConfig, UnlearnData, register_method
 
 __all__ = ["GradTauConfig", "GradTauPlan", "gradtau_alpha_schedule", "gradtau_forget_term", "resolve_gradtau"]
 
@@ -55,7 +55,8 @@ class GradTauConfig(UnlearnConfig):
 
     preset: str = field(default="auto", metadata={
         "help": "Which column of the official defaults to use: 'image' (CIFAR notebooks), 'text' (GoEmotions "
-                "notebook) or 'auto' ('text' when the forget inputs are integer token ids, else 'image')."})
+                "notebook) or 'auto' ('text' when the forget inputs are integer token ids or the model declares "
+                "discrete_inputs, else 'image')."})
     alpha0: float | None = field(default=None, metadata={
         "help": "Initial weight of the forget term, in [0, 1]. Default: 5/3 × forget fraction (image), 0.5 (text)."})
     epochs: int | None = field(default=None, metadata={
@@ -152,7 +153,9 @@ def resolve_gradtau(cfg: GradTauConfig, n_forget: int, n_retain: int, *, text: b
 
     * ρ = |D_f| / (|D_f| + |D_r|); α₀ = 5ρ/3 (image) or 0.5 (text);
     * E = ⌊n_r / (2·n_f) · 6⌋ (image) or ⌊n_r / (2·n_f)⌋ (text), computed in exact integer arithmetic
-      (the notebooks use floats, which round 190/12·6 to 94.999… on some inputs; the paper's intent is exact);
+      (the notebooks' float expression ``int(n_r / (2 * n_f) * 6)`` agrees: 190/12·6 evaluates to exactly 95.0,
+      and an exhaustive check over n_f < 400, n_r < 3000 finds no size where the two differ; integers just make
+      the rule independent of floating-point rounding);
       capped by ``max_epochs`` when given;
     * AdamW lr 1e-3 with a linear decay to 0.1× over E epochs (image), or lr 3e-4 and no schedule (text);
     * batch size ``clamp(round(b₀ · N / N₀), 16, b₀)`` with N = |D_f| + |D_r| and (b₀, N₀) = (256, 50,000)
@@ -265,6 +268,13 @@ def _is_token_data(ds: Dataset) -> bool:
     return isinstance(x, torch.Tensor) and not x.is_floating_point() and not x.is_complex() and x.dtype != torch.bool
 
 
+def _takes_tokens(model: nn.Module) -> bool:
+    """True for models that declare token-id inputs (``discrete_inputs = True``, e.g. ``transformer``): datasets
+    store token ids as float tensors, so the dtype alone does not tell."""
+    net = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    return bool(getattr(net, "discrete_inputs", False))
+
+
 def _per_sample(loss: torch.Tensor, n: int) -> torch.Tensor:
     """Per-example losses from a ``reduction="none"`` loss: extra dimensions (multi-label) are averaged."""
     return loss.reshape(n, -1).mean(dim=1) if loss.ndim > 1 else loss.reshape(n)
@@ -287,7 +297,7 @@ def _held_out_loss(model: nn.Module, val: Dataset, data: UnlearnData, batch_size
     count = torch.zeros((), dtype=torch.float64, device=data.device)
     for x, y in DataLoader(ds, batch_size=batch_size, shuffle=False):
         x, y = x.to(data.device), y.to(data.device)
-        per = _per_sample(data.loss_fn(model(x), y, reduction="none"), x.shape[0])
+        per = _per_sample(data.task.loss(model, x, y, reduction="none"), x.shape[0])
         total += per.double().sum()
         count += per.shape[0]
     all_reduce_sum(total)
@@ -378,7 +388,7 @@ def gradtau(model: nn.Module, data: UnlearnData, cfg: GradTauConfig) -> History:
     linearly per epoch, so the run ends as plain fine-tuning on the retain set, which repairs accuracy. There is
     no early stopping.
 
-    **Update rule.** With L_f, L_r the batch-mean losses (``data.loss_fn``) on B_f and B_r:
+    **Update rule.** With L_f, L_r the batch-mean losses (``data.task.loss``) on B_f and B_r:
 
     .. math::
 
@@ -393,7 +403,8 @@ def gradtau(model: nn.Module, data: UnlearnData, cfg: GradTauConfig) -> History:
     with a per-epoch linear decay to 0.1× (text: lr 3e-4, constant); batch size 256 (text: 128) for both sets
     at the paper's dataset sizes, scaled down with the training-set size (see the deviations);
     τ every 5 epochs; whole model in eval mode during updates (text: train mode); one-sided hinge. The preset is
-    "text" when the forget inputs are integer token ids, else "image". No augmentation is applied (the method
+    "text" when the forget inputs are integer token ids or the model declares ``discrete_inputs`` (the
+    ``transformer``), else "image". No augmentation is applied (the method
     re-batches the given datasets as they are).
 
     **Choices and deviations** (spec §7):
@@ -423,8 +434,13 @@ def gradtau(model: nn.Module, data: UnlearnData, cfg: GradTauConfig) -> History:
       mode (``bn_mode="train"``).
     * ``hinge="one_sided"`` is the paper's ReLU(τ − L_f)²; the NLP notebook's ``relu(delta**2)`` equals (τ − L_f)²,
       available as ``hinge="symmetric"`` (§7.3).
-    * τ is the mean of the per-example loss ``loss_fn(..., reduction="none")`` (extra dimensions, e.g. multi-label
-      outputs, averaged per example as the NLP notebook's BCE mean over labels).
+    * τ is the mean of the per-example loss ``data.task.loss(..., reduction="none")`` (extra dimensions, if a
+      task returns them, are averaged per example). **Multi-label** (``task="multilabel"``): the loss is the task's
+      BCE with logits, *summed* over the labels per example (``MultiLabelTask()``, the project's multi-label loss
+      and the notebook's attack signal), where the NLP notebook trains and unlearns with the *mean* over its 28
+      labels. τ and L_f scale alike, so the hinge switches off at the same point, but the forget term's weight
+      relative to the retain term is ``num_labels`` times the notebook's (it is squared, the retain term linear);
+      pass ``task=MultiLabelTask("mean")`` to ``unlearn`` for the notebook's exact objective.
     * **Class requests** (not in the released code, §7.8): the held-out loss of a well-trained model is far below
       the loss a retrained model has on a class it never saw, so τ from held-out data stops the ascent while the
       class is still recognised. When ``forget_classes`` is known, the default (``class_tau="auto"`` → "chance")
@@ -441,7 +457,7 @@ def gradtau(model: nn.Module, data: UnlearnData, cfg: GradTauConfig) -> History:
     Args:
         model: the trained classifier, edited in place.
         data: forget and (full) retain loaders, ``val`` (held-out data from the training distribution, never the
-            test set) and ``loss_fn``; ``forget_classes``/``num_classes`` for the class-request τ.
+            test set) and ``task``; ``forget_classes``/``num_classes`` for the class-request τ.
         cfg: a :class:`GradTauConfig`; its defaults need no tuning.
 
     Returns:
@@ -478,7 +494,7 @@ def gradtau(model: nn.Module, data: UnlearnData, cfg: GradTauConfig) -> History:
     if len(data.val.dataset) == 0:  # type: ignore[arg-type]
         raise DataError("gradtau's held-out set (val) is empty: τ is its mean loss; pass at least one example")
     plan = resolve_gradtau(cfg, n_forget, n_retain,
-                           text=n_forget > 0 and _is_token_data(data.forget.dataset))
+                           text=_takes_tokens(model) or (n_forget > 0 and _is_token_data(data.forget.dataset)))
     if plan.epochs == 0 or plan.lr == 0.0:
         return hist  # zero strength: the model is not touched at all (no forward pass in train mode either)
 
@@ -517,8 +533,8 @@ def gradtau(model: nn.Module, data: UnlearnData, cfg: GradTauConfig) -> History:
         for xf, yf in forget_loader:
             xr, yr = retain.next()
             xf, yf, xr, yr = xf.to(data.device), yf.to(data.device), xr.to(data.device), yr.to(data.device)
-            l_f = data.loss_fn(model(xf), yf)
-            l_r = data.loss_fn(model(xr), yr)
+            l_f = data.task.loss(model, xf, yf)
+            l_r = data.task.loss(model, xr, yr)
             term = gradtau_forget_term(l_f, tau, alpha, symmetric=symmetric)
             objective = term + (1.0 - alpha) * l_r
             opt.zero_grad(set_to_none=True)
@@ -541,4 +557,4 @@ register_method("gradtau", config_cls=GradTauConfig, fn=gradtau,
                 paper="Trippa et al., ∇τ: Gradient-based and Task-Agnostic machine Unlearning, arXiv 2403.14339 "
                       "(NextGenAISafety @ ICML 2024)",
                 requires_forget=True, requires_retain=True, requires_val=True, supported_requests=ALL_KINDS,
-                supports_distributed=True, stochastic=True)
+                supports_distributed=True, stochastic=True, tasks=ANY_LOSS_TASK)

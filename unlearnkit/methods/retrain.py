@@ -17,7 +17,7 @@ from torch import nn
 
 from ..errors import IncompatibleModelError, UnlearnError, UnlearnWarning
 from ..training import TrainRecipe, train
-from .base import History, UnlearnConfig, UnlearnData, register_method
+from .base import ANY_LOSS_TASK, History, UnlearnConfig, UnlearnData, register_method
 
 __all__ = ["RetrainConfig", "reinitialize"]
 
@@ -73,11 +73,12 @@ def retrain(model: nn.Module, data: UnlearnData, cfg: RetrainConfig) -> History:
         return {"retain_loss": []}
     reinitialize(model, cfg.seed)
     log = train(model, data.retain.dataset, recipe=cfg.recipe(), seed=cfg.seed, device=data.device,  # type: ignore[union-attr]
-                progress=data.progress, desc="retrain")
+                progress=data.progress, desc="retrain", task=data.task)
     return {"retain_loss": log.epoch_losses}
 
 
 register_method("retrain", config_cls=RetrainConfig, fn=retrain, is_baseline=True,
                 summary="Train from scratch on the retain set (exact unlearning; the reference).",
                 paper="Exact unlearning baseline (e.g. Bourtoule et al., SISA, IEEE S&P 2021)",
-                requires_forget=False, supports_distributed=True, validate_model=_validate)
+                requires_forget=False, supports_distributed=True, validate_model=_validate,
+                tasks=ANY_LOSS_TASK)

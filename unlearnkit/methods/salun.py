@@ -30,7 +30,7 @@ from ._saliency import (
     top_fraction_mask,
     trainable_parameters,
 )
-from .base import History, UnlearnConfig, UnlearnData, register_method
+from .base import RELABEL_NOTE, History, UnlearnConfig, UnlearnData, register_method
 
 __all__ = ["SalunConfig"]
 
@@ -173,7 +173,7 @@ def salun(model: nn.Module, data: UnlearnData, cfg: SalunConfig) -> History:
 
     # --- saliency mask at θ_o ---------------------------------------------------------------------------------
     grads = accumulated_gradients(model, rebatch(data.forget, cfg.batch_size, shuffle=False),  # type: ignore[arg-type]
-                                  data.loss_fn, dev)
+                                  data.task, dev)
     mask: Mask = top_fraction_mask({k: v.abs() for k, v in grads.items()}, cfg.mask_fraction)
     del grads
     hist["mask_fraction"].append(mask_fraction(mask))
@@ -185,7 +185,7 @@ def salun(model: nn.Module, data: UnlearnData, cfg: SalunConfig) -> History:
     g = make_generator(loader_seed(cfg.seed, _SALT_LABELS))
 
     def step(x: torch.Tensor, y: torch.Tensor) -> float:
-        loss = data.loss_fn(model(x), y)
+        loss = data.task.loss(model, x, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         mask_gradients(model, mask)
@@ -230,4 +230,4 @@ register_method("salun", config_cls=SalunConfig, fn=salun,
                 paper="Fan et al., SalUn: Empowering Machine Unlearning via Gradient-based Weight Saliency, ICLR 2024 "
                       "(arXiv 2310.12508)",
                 requires_forget=True, requires_retain=True, supported_requests={"class", "random", "ids", "subclass"},
-                supports_distributed=True, touches="salient")
+                supports_distributed=True, touches="salient", task_note=RELABEL_NOTE)

@@ -132,7 +132,8 @@ def scrub(model: nn.Module, data: UnlearnData, cfg: ScrubConfig) -> History:
             with torch.no_grad():
                 t = teacher(x)
             s = model(x)
-            hist["min_loss"].append(optimizer_step(opt, gamma * data.loss_fn(s, y) + alpha * scrub_kl(s, t, T)))
+            min_loss = gamma * data.task.output_loss(s, y) + alpha * scrub_kl(s, t, T)
+            hist["min_loss"].append(optimizer_step(opt, min_loss))
     return hist
 
 
@@ -142,4 +143,5 @@ register_method("scrub", config_cls=ScrubConfig, fn=scrub, is_baseline=True,
                 paper="Kurmanji et al., Towards Unbounded Machine Unlearning, NeurIPS 2023 (arXiv 2302.09880)",
                 # The forget set enters through the KL to the teacher only, and the min steps' retain CE dominates
                 # at small budgets: on the contract's toy problem the forget CE falls (0.012 -> 0.001).
-                supports_distributed=True, raises_forget_loss=False)
+                supports_distributed=True, raises_forget_loss=False,
+                task_note="its KL to the teacher is over a softmax of one class per example")

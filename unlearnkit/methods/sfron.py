@@ -20,7 +20,7 @@ from ..distributed import all_reduce_sum, world_size
 from ..errors import ConfigError
 from ._common import cycle, loader_seed, rebatch
 from ._saliency import Mask, mask_fraction, mask_gradients, ratio_mask, squared_gradients, trainable_parameters
-from .base import History, UnlearnConfig, UnlearnData, register_method
+from .base import ANY_LOSS_TASK, History, UnlearnConfig, UnlearnData, register_method
 
 __all__ = ["SfronConfig"]
 
@@ -149,7 +149,7 @@ def _cosine_lr(base: float, step: int, n_iters: int) -> float:
 def _forget_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
                  data: UnlearnData, cfg: SfronConfig, alpha: float, mask: Mask | None) -> float:
     """One masked, clipped, weighted ascent step; returns the (unweighted) mean forget loss of the batch."""
-    losses = data.loss_fn(model(x), y, reduction="none")
+    losses = data.task.loss(model, x, y, reduction="none")
     w = adaptive_forget_weights(losses, cfg.lam)
     # DDP averages gradients over ranks; scaling by the world size makes the result the gradient of the
     # globally weighted sum Σ_i w_i ℓ_i (a no-op in one process).
@@ -166,7 +166,7 @@ def _forget_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, 
 
 def _remain_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
                  data: UnlearnData) -> float:
-    loss = data.loss_fn(model(x), y)
+    loss = data.task.loss(model, x, y)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -256,7 +256,7 @@ def sfron(model: nn.Module, data: UnlearnData, cfg: SfronConfig) -> History:
 
     Args:
         model: the trained classifier; edited in place.
-        data: forget and (full) retain loaders; ``data.loss_fn(logits, y, reduction='none')`` must return
+        data: forget and (full) retain loaders; ``data.task.loss(model, x, y, reduction='none')`` must return
             per-sample losses.
         cfg: the hyperparameters.
 
@@ -295,9 +295,9 @@ def sfron(model: nn.Module, data: UnlearnData, cfg: SfronConfig) -> History:
     if cfg.use_mask:
         mask_batch = cfg.mask_batch_size or cfg.batch_size
         fisher_f = squared_gradients(model, rebatch(data.forget, mask_batch, shuffle=True,  # type: ignore[arg-type]
-                                                    seed=loader_seed(cfg.seed, _SALT_FISHER_F)), data.loss_fn, dev)
+                                                    seed=loader_seed(cfg.seed, _SALT_FISHER_F)), data.task, dev)
         fisher_r = squared_gradients(model, rebatch(data.retain, mask_batch, shuffle=True,  # type: ignore[arg-type]
-                                                    seed=loader_seed(cfg.seed, _SALT_FISHER_R)), data.loss_fn, dev)
+                                                    seed=loader_seed(cfg.seed, _SALT_FISHER_R)), data.task, dev)
         mask = ratio_mask(fisher_f, fisher_r, cfg.gamma)
         del fisher_f, fisher_r
         hist["mask_fraction"].append(mask_fraction(mask))
@@ -330,4 +330,4 @@ register_method("sfron", config_cls=SfronConfig, fn=sfron,
                 paper="Huang et al., Unified Gradient-Based Machine Unlearning with Remain Geometry Enhancement, "
                       "NeurIPS 2024 (arXiv 2409.19732)",
                 requires_forget=True, requires_retain=True, supported_requests={"class", "random", "ids", "subclass"},
-                supports_distributed=True, touches="salient")
+                supports_distributed=True, touches="salient", tasks=ANY_LOSS_TASK)

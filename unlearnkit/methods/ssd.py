@@ -18,7 +18,7 @@ from torch.utils.data import ConcatDataset
 
 from ._common import rebatch
 from ._saliency import squared_gradients, trainable_parameters
-from .base import History, UnlearnConfig, UnlearnData, register_method
+from .base import ANY_LOSS_TASK, History, UnlearnConfig, UnlearnData, register_method
 
 __all__ = ["SsdConfig", "ssd_dampen_"]
 
@@ -97,8 +97,8 @@ def ssd(model: nn.Module, data: UnlearnData, cfg: SsdConfig) -> History:
     dev = data.device
     forget_ds = data.forget.dataset  # type: ignore[union-attr]
     full_ds = ConcatDataset([data.retain.dataset, forget_ds])  # type: ignore[union-attr]
-    imp_f = squared_gradients(model, rebatch(forget_ds, cfg.batch_size, shuffle=False), data.loss_fn, dev)
-    imp_d = squared_gradients(model, rebatch(full_ds, cfg.batch_size, shuffle=False), data.loss_fn, dev)
+    imp_f = squared_gradients(model, rebatch(forget_ds, cfg.batch_size, shuffle=False), data.task, dev)
+    imp_d = squared_gradients(model, rebatch(full_ds, cfg.batch_size, shuffle=False), data.task, dev)
     counts = ssd_dampen_(model, imp_f, imp_d, cfg.alpha, cfg.lam)
     total = sum(p.numel() for _, p in trainable_parameters(model))
     hist["dampened_fraction"].append(sum(counts.values()) / max(total, 1))
@@ -110,4 +110,4 @@ register_method("ssd", config_cls=SsdConfig, fn=ssd, is_baseline=True,
                         "training data; no gradient step.",
                 paper="Foster et al., Fast Machine Unlearning Without Retraining Through Selective Synaptic "
                       "Dampening, AAAI 2024 (arXiv 2308.07707)",
-                supports_distributed=True, stochastic=False)
+                supports_distributed=True, stochastic=False, tasks=ANY_LOSS_TASK)

@@ -19,9 +19,9 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ..distributed import all_reduce_mean
-from ..errors import ConfigError, DataError, UnsupportedRequestError
+from ..errors import ConfigError, DataError, IncompatibleModelError, UnlearnError, UnsupportedRequestError
 from ._common import loader_seed, make_generator, rebatch
-from .base import History, UnlearnConfig, UnlearnData, register_method
+from .base import History, UnlearnConfig, UnlearnData, _default_validate_model, register_method
 
 __all__ = ["UnsirConfig"]
 
@@ -319,7 +319,7 @@ def _train_pass(model: nn.Module, loader: DataLoader, data: UnlearnData, cfg: Un
             sampler.set_epoch(epoch)
         for x, y in loader:
             x, y = x.to(data.device), y.to(data.device)
-            loss = data.loss_fn(model(x), y)
+            loss = data.task.loss(model, x, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -391,7 +391,7 @@ def unsir(model: nn.Module, data: UnlearnData, cfg: UnsirConfig) -> History:
       since nothing would use it.
     * The official notebook's parameter-gradient accumulation during noise learning is not reproduced even in
       legacy mode: the impair optimiser's ``zero_grad`` cleared it, so it had no effect.
-    * The loss is ``data.loss_fn`` (cross-entropy on logits by default; pass an NLL loss for log-softmax models,
+    * The loss is ``data.task``'s (cross-entropy on logits by default; pass an NLL loss for log-softmax models,
       spec §4.7). The noise is always learned with Adam; ``optimizer`` applies to impair and repair.
     * Scale. The defaults are the official notebook's, for ResNet18 on CIFAR-10 (5000 images per class). On
       small datasets they are far too strong: on ``digits`` (about 126 images per class) the defaults left 17-80%
@@ -468,7 +468,7 @@ def unsir(model: nn.Module, data: UnlearnData, cfg: UnsirConfig) -> History:
     # --- impair: error-maximising noise + retain subset at a high learning rate ------------------------------
     if do_impair:
         t0 = time.perf_counter()
-        noise, nh = learn_noise(model, classes, input_shape, cfg, device=data.device, loss_fn=data.loss_fn,
+        noise, nh = learn_noise(model, classes, input_shape, cfg, device=data.device, loss_fn=data.task.output_loss,
                                 dtype=x0.dtype, progress=data.progress)
         hist.update(nh)
         t1 = time.perf_counter()
@@ -489,9 +489,19 @@ def unsir(model: nn.Module, data: UnlearnData, cfg: UnsirConfig) -> History:
     return hist
 
 
+def _validate_model(model: nn.Module) -> list[UnlearnError]:
+    net = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    if getattr(net, "discrete_inputs", False):
+        return [IncompatibleModelError(
+            "unsir learns error-maximising noise in the model's input space by gradient ascent, but this model "
+            "takes discrete token ids (discrete_inputs=True), which have no input gradient; use another method "
+            "(e.g. gradtau, sfron, salun, finetune) for text models")]
+    return _default_validate_model(model)
+
+
 register_method(
     "unsir", config_cls=UnsirConfig, fn=unsir,
     summary="Error-maximising noise per forgotten class, then impair (noise + retain, high lr) and repair.",
     paper="Tarun et al., Fast Yet Effective Machine Unlearning, IEEE TNNLS 2023 (arXiv 2111.08947)",
     requires_forget=False, requires_forget_classes=True, requires_retain=True,
-    supported_requests={"class"}, supports_distributed=True, stochastic=True)
+    supported_requests={"class"}, supports_distributed=True, stochastic=True, validate_model=_validate_model)
