@@ -17,7 +17,7 @@ ROOT = Path(unlearnkit.__file__).resolve().parent
 LAYERS: list[tuple[str, ...]] = [
     ("errors", "distributed"),
     ("data", "models"),
-    ("stats", "training", "checkpoints", "requests", "presets"),
+    ("stats", "training", "diffusion", "checkpoints", "requests", "presets"),
     ("methods",),
     ("api",),
     ("evaluation",),
