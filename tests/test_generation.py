@@ -12,11 +12,25 @@ from scipy import linalg
 from unlearnkit.checkpoints import ModelCache
 from unlearnkit.data import LabeledDataset, load_dataset
 from unlearnkit.data.digits16 import load_digits_for_diffusion
-from unlearnkit.diffusion import (DiffusionTask, LinearSchedule, antithetic_timesteps, diffusion_loss, sample,
-                                  train_diffusion)
+from unlearnkit.diffusion import (
+    DiffusionTask,
+    LinearSchedule,
+    antithetic_timesteps,
+    diffusion_loss,
+    sample,
+    train_diffusion,
+)
 from unlearnkit.errors import ConfigError, DataError
-from unlearnkit.evaluation.generation import (JUDGE_RECIPE, fa_entropy, fa_kept, fa_prob, forgetting_accuracy,
-                                              frechet_distance, judge_features, train_judge)
+from unlearnkit.evaluation.generation import (
+    JUDGE_RECIPE,
+    fa_entropy,
+    fa_kept,
+    fa_prob,
+    forgetting_accuracy,
+    frechet_distance,
+    judge_features,
+    train_judge,
+)
 from unlearnkit.models.unet import ConditionalUNet, guided_eps
 
 
