@@ -148,7 +148,10 @@ def generation_metrics(model: nn.Module, judge: nn.Module, real_remaining: Label
     :func:`unlearnkit.diffusion.sample` (``sampler`` keywords are passed on: ``method``, ``steps``, ``eta``,
     ``guidance``, ``schedule``, ``shape``), seeds ``seed`` and ``seed + 1``. judge-FD compares the generated
     remaining-class images with ``real_remaining`` (real images of the remaining classes). The sampler settings
-    are echoed in the result under ``sampler_steps`` so every result records its step count.
+    are echoed in the result under ``sampler_steps`` so every result records its step count. The judge's features
+    have 128 dimensions, so judge-FD needs ``n_per_kept * (num_classes - 1)`` well above 128 generated images
+    (scipy warns of a singular covariance product otherwise) and is biased upwards at small sample sizes: compare
+    judge-FDs only at equal sample counts.
     """
     from ..diffusion import LinearSchedule, sample
 
