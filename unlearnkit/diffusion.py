@@ -126,6 +126,35 @@ class DiffusionTask:
         """The guided prediction ε̃ at scale ``self.guidance`` (what SFR-on's Fisher mask differentiates)."""
         return guided_eps(model, x_t, t, c, w=self.guidance)
 
+    def _noised(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Uniform timesteps (one per row), noise ε and x_t, drawn in that order from ``self.generator``."""
+        t = torch.randint(0, self.schedule.T, (x.shape[0],), generator=self.generator).to(x.device)
+        eps = torch.randn(x.shape, generator=self.generator).to(x.device)
+        a = self.schedule.alphas_cumprod.to(x.device)[t].view(-1, *([1] * (x.ndim - 1)))
+        return t, eps, a.sqrt() * x + (1.0 - a).sqrt() * eps
+
+    def guided_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """SFR-on's Fisher-mask loss: mean over the batch of ‖ε − ε̃(x_t, t, y)‖² summed over pixels, with the
+        *guided* prediction (scale ``self.guidance``), one uniform t per example and no label drop (spec §2.1,
+        ``generate_fisher``). The caller puts the model in eval mode and clips each batch gradient to norm 1
+        before squaring it."""
+        t, eps, x_t = self._noised(x)
+        return (eps - self.guided(model, x_t, t, y)).square().flatten(1).sum(1).mean()
+
+    def relabel_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, y_other: torch.Tensor,
+                     reduction: str = "mean") -> torch.Tensor:
+        """SalUn's diffusion forget loss: ‖ε_θ(x_t | y) − sg[ε_θ(x_t | y_other)]‖² summed over pixels, one uniform
+        t per example (y_other = (y + 1) mod K in SalUn / SFR-on's ``rl``); the target carries no gradient."""
+        if reduction not in ("none", "mean", "sum"):
+            raise ConfigError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+        t, _, x_t = self._noised(x)
+        with torch.no_grad():
+            target = model(x_t, t, y_other)
+        per = (model(x_t, t, y) - target).square().flatten(1).sum(1)
+        if reduction == "none":
+            return per
+        return per.mean() if reduction == "mean" else per.sum()
+
 
 # --- sampling ------------------------------------------------------------------------------------------------------
 
