@@ -243,7 +243,7 @@ def _ddim_loop(model: nn.Module, x: torch.Tensor, c: torch.Tensor, s: LinearSche
 
 # The recipe for the original model on 16x16 digits with the default ConditionalUNet (511k parameters): 1,200 Adam
 # steps of batch 64 (about 61 epochs of the 1,257 training images). Measured once (a one-off script doing what
-# benchmarks/diffusion_digits_fa.py does; that script itself was only smoke-run),
+# benchmarks/diffusion_digits_fa.py does; that script itself was only smoke-run;
 # OMP_NUM_THREADS=1, machine loaded by other jobs): 288 s CPU (4.8 min), 865 s wall; loss 189 -> 6.5 (sum over
 # 256 pixels). With DDIM 50 steps, eta 0, w 2 the judge calls 99.5% of 200 generated 3s a 3 (FA).
 DIGITS_RECIPE = {"steps": 1200, "batch_size": 64, "lr": 1e-3}
