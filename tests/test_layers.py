@@ -17,7 +17,7 @@ ROOT = Path(unlearnkit.__file__).resolve().parent
 LAYERS: list[tuple[str, ...]] = [
     ("errors", "distributed", "tasks"),
     ("data", "models"),
-    ("stats", "training", "checkpoints", "requests", "presets", "defaults", "tuned", "spaces"),
+    ("stats", "training", "diffusion", "checkpoints", "requests", "presets", "defaults", "tuned", "spaces"),
     ("methods",),
     ("api",),
     ("evaluation",),
