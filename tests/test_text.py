@@ -198,11 +198,11 @@ def test_old_loss_fn_interface_gives_the_same_weights_as_the_task(text_cls) -> N
 METHODS = unlearnkit.list_methods()
 # Cases where the contract's "different seeds give different weights" check fails for reasons that are not text's:
 # svd's seeded row sampling never triggers on so few token rows; gradient_ascent (default recipe: SGD lr 1e-4, clip
-# 0.1, eval mode) gives seed-independent weights on these toy models, exactly as it does on the image toy problem
+# 0.1, eval mode) gives seed-independent weights on the classification toy model (not on the multi-label one, whose
+# BCE gradients are larger), exactly as it does on the image toy problem
 # (tests/test_contract.py::test_contract[gradient_ascent] fails the same way on main at this commit, with no text
 # code involved). Strict: when either is fixed, the xfail turns into a failure and this set must shrink.
-TOY_SIZE_DETERMINISTIC = {("svd", "classification"), ("gradient_ascent", "classification"),
-                          ("gradient_ascent", "multilabel")}
+TOY_SIZE_DETERMINISTIC = {("svd", "classification"), ("gradient_ascent", "classification")}
 
 
 @pytest.mark.parametrize("task", ["classification", "multilabel"])
