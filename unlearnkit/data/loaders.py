@@ -88,6 +88,19 @@ def _parse(spec: str) -> tuple[str, str]:
     return kind, arg.strip()
 
 
+def _train_size(kind: str, arg: str, default: int, what: str, example: int) -> int:
+    """The N of a generated dataset's ``KIND:N`` spec (``default`` without one)."""
+    if not arg:
+        return default
+    try:
+        n = int(arg)
+    except ValueError:
+        n = -1
+    if n < 1:
+        raise DataError(f"{kind}:N needs a positive number of training {what}, got {arg!r}; e.g. {kind}:{example}")
+    return n
+
+
 def _tensor_split(x: np.ndarray, y: np.ndarray, sub: np.ndarray | None = None,
                   source_ids: np.ndarray | None = None) -> LabeledDataset:
     return LabeledDataset(torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y)),
@@ -152,15 +165,7 @@ def load_dataset(spec: str, *, seed: int = 0, label_column: str | int | None = N
         manifest["sub_labels"] = "2-means per class on raw pixels (KMeans n_init=10 random_state=0); 0 = larger"
         manifest["fractions"] = list(FRACTIONS)
     elif kind == "shapes":
-        n_train = DEFAULT_SHAPES_TRAIN
-        if arg:
-            try:
-                n_train = int(arg)
-            except ValueError:
-                n_train = -1
-            if n_train < 1:
-                raise DataError(f"shapes:N needs a positive number of training images, got {arg!r}; e.g. shapes:5000")
-        sizes = shapes_sizes(n_train)
+        sizes = shapes_sizes(_train_size(kind, arg, DEFAULT_SHAPES_TRAIN, "images", 5000))
         d = load_shapes(*sizes, seed=seed)
         train, val, test = (_tensor_split(*d[k], source_ids=ids) for k, ids in zip(("train", "val", "test"),
                                                                                    d["source_ids"]))
@@ -169,15 +174,7 @@ def load_dataset(spec: str, *, seed: int = 0, label_column: str | int | None = N
         sub_names = {c: list(SUB_NAMES) for c in range(len(names))}
         manifest["generator"] = {"image_size": 32, "label_noise": d["label_noise"]}
     elif kind in ("textsynth", "textsynth-multilabel"):
-        n_train = DEFAULT_TEXTSYNTH_TRAIN
-        if arg:
-            try:
-                n_train = int(arg)
-            except ValueError:
-                n_train = -1
-            if n_train < 1:
-                raise DataError(f"{kind}:N needs a positive number of training texts, got {arg!r}; e.g. {kind}:4000")
-        sizes = shapes_sizes(n_train)
+        sizes = shapes_sizes(_train_size(kind, arg, DEFAULT_TEXTSYNTH_TRAIN, "texts", 4000))
         multi = kind == "textsynth-multilabel"
         d = load_textsynth(*sizes, seed=seed, multilabel=multi)
         train, val, test = (_tensor_split(*d[k], source_ids=d[f"{k}_ids"]) for k in ("train", "val", "test"))
