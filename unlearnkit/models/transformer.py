@@ -6,8 +6,9 @@ left out of the mean pooling, so adding or removing pad tokens never changes a p
 it). Positions are learned embeddings of the token's position among the non-pad tokens of its row, so pads *between*
 tokens do not shift the positions either.
 
-Architecture: token + position embeddings → ``layers`` pre-norm blocks (multi-head self-attention with a fused
-``qkv`` ``nn.Linear`` and an ``out_proj`` ``nn.Linear``, then a GELU MLP of two Linears of width ``4·dim``) →
+Architecture: token + position embeddings → ``layers`` pre-norm blocks (``vit.EncoderBlock``: multi-head
+self-attention with a fused ``qkv`` ``nn.Linear`` and an ``out_proj`` ``nn.Linear``, then a GELU MLP of two Linears
+of width ``4·dim``) →
 LayerNorm → mean over non-pad tokens → dropout → Linear head. As in ``vit``, attention is written with ``nn.Linear``
 layers rather than ``nn.MultiheadAttention``, so the methods that act on layer inputs (``svd``, ``pgu``) see every
 weight matrix; their activation capture flattens token inputs ``(batch, length, dim)`` into rows, pad positions
@@ -17,50 +18,14 @@ A row made only of pad tokens is read as if its first token were real (a defined
 
 from __future__ import annotations
 
-import math
-
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
 from .registry import register_model
+from .vit import EncoderBlock
 
-__all__ = ["MaskedAttention", "TextBlock", "TextTransformer", "transformer"]
-
-
-class MaskedAttention(nn.Module):
-    """Multi-head self-attention over ``(batch, length, dim)`` with a key padding mask (True = ignore)."""
-
-    def __init__(self, dim: int, heads: int) -> None:
-        super().__init__()
-        self.heads = heads
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.out_proj = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
-        b, t, d = x.shape
-        q, k, v = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(d // self.heads))
-        att = att.masked_fill(pad[:, None, None, :], float("-inf"))
-        out = att.softmax(dim=-1) @ v
-        return self.out_proj(out.transpose(1, 2).reshape(b, t, d))
-
-
-class TextBlock(nn.Module):
-    """Pre-norm block: x + Attn(LN(x)), then x + MLP(LN(x)) with GELU."""
-
-    def __init__(self, dim: int, heads: int) -> None:
-        super().__init__()
-        self.ln1 = nn.LayerNorm(dim)
-        self.attn = MaskedAttention(dim, heads)
-        self.ln2 = nn.LayerNorm(dim)
-        self.fc1 = nn.Linear(dim, 4 * dim)
-        self.fc2 = nn.Linear(4 * dim, dim)
-
-    def forward(self, x: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x), pad)
-        return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
+__all__ = ["TextTransformer", "transformer"]
 
 
 class TextTransformer(nn.Module):
@@ -81,7 +46,8 @@ class TextTransformer(nn.Module):
         self.max_len = int(max_len)
         self.tok = nn.Embedding(vocab_size, dim)
         self.pos = nn.Embedding(max_len, dim)
-        self.blocks = nn.ModuleList(TextBlock(dim, heads) for _ in range(layers))
+        # The ViT's pre-norm blocks (fused qkv and out_proj Linears, GELU MLP of width 4·dim), with the pad mask.
+        self.blocks = nn.ModuleList(EncoderBlock(dim, heads, 4.0) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(dim, num_classes)

@@ -31,12 +31,16 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out_proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
+        """``pad`` (``(batch, tokens)``, True = ignore) masks keys out of the attention: the text transformer's
+        padding. Images pass none."""
         b, t, d = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         # Written out rather than F.scaled_dot_product_attention: identical maths, and bit-for-bit the same on
         # every backend, which the determinism tests rely on.
         att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(d // self.heads))
+        if pad is not None:
+            att = att.masked_fill(pad[:, None, None, :], float("-inf"))
         out = att.softmax(dim=-1) @ v
         return self.out_proj(out.transpose(1, 2).reshape(b, t, d))
 
@@ -53,8 +57,8 @@ class EncoderBlock(nn.Module):
         self.fc1 = nn.Linear(dim, hidden)
         self.fc2 = nn.Linear(hidden, dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x))
+    def forward(self, x: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), pad)
         return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
 
 
