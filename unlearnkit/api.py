@@ -24,8 +24,8 @@ from .errors import (
     UnsupportedRequestError,
     UnsupportedTaskError,
 )
-from .methods.base import History, MethodSpec, UnlearnConfig, UnlearnData, default_loss, method_for_config
-from .tasks import ClassificationTask, Task, as_task
+from .methods.base import History, MethodSpec, UnlearnConfig, UnlearnData, method_for_config, task_of_call
+from .tasks import ClassificationTask, Task
 
 __all__ = ["UnlearnResult", "unlearn"]
 
@@ -426,7 +426,7 @@ def unlearn(model: nn.Module, *, forget: DataLoader | None, retain: DataLoader |
     spec: MethodSpec = method_for_config(config)
     if task is not None and loss_fn is not None:
         raise ConfigError("pass either task= or loss_fn=, not both (a Task carries its own loss)")
-    the_task = as_task(task if task is not None else (None if loss_fn in (None, default_loss) else loss_fn))
+    the_task = task_of_call(task, loss_fn)
     if the_task.name not in spec.tasks:
         raise UnsupportedTaskError(f"method {spec.name!r} does not serve the {the_task.name!r} task (it serves: "
                                    f"{', '.join(sorted(spec.tasks))})" + (f"; {spec.task_note}" if spec.task_note

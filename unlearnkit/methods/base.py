@@ -138,6 +138,14 @@ def default_loss(logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean")
     return F.cross_entropy(logits, y, reduction=reduction)
 
 
+def task_of_call(task: Task | str | None, loss_fn: Callable[..., torch.Tensor] | None) -> Task:
+    """The task of an ``unlearn`` call or an :class:`UnlearnData`: ``task`` when given, else the older ``loss_fn``
+    as a task (classification when it is omitted or :func:`default_loss`)."""
+    if task is not None:
+        return as_task(task)
+    return as_task(None if loss_fn in (None, default_loss) else loss_fn)
+
+
 @dataclass
 class UnlearnData:
     """Everything a method may use besides the model and its config.
@@ -164,10 +172,7 @@ class UnlearnData:
     task: Task | None = None
 
     def __post_init__(self) -> None:
-        if self.task is None:
-            self.task = as_task(None if self.loss_fn in (None, default_loss) else self.loss_fn)
-        else:
-            self.task = as_task(self.task)
+        self.task = task_of_call(self.task, self.loss_fn)
         if self.loss_fn is None:
             self.loss_fn = self.task.loss_fn()
 
