@@ -149,7 +149,7 @@ def run_bench(exp: Experiment, *, methods: list[str], scenarios: list[Scenario],
               overrides: dict[str, dict[str, Any]] | None = None, log: Callable[[str], None] = print,
               run_info: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run (or resume) the matrix; returns the results dict also written to ``out/results.json``."""
-    from .defaults import chosen_by_search, describe, paper_default_warning
+    from .defaults import chosen_by_search, settings_messages
 
     out.mkdir(parents=True, exist_ok=True)
     # Validate every scenario on every seed first: bad requests fail before any training.
@@ -204,10 +204,8 @@ def run_bench(exp: Experiment, *, methods: list[str], scenarios: list[Scenario],
                             # Sizes of the scenario's first step: one config for the whole sequence.
                             cfg, prov = exp.config_for(method, steps[0], seed, (overrides or {}).get(method))
                             if t == 0 and seed == seeds[0]:
-                                log(describe(method, prov, cfg))
-                                warn = paper_default_warning(method, exp.dataset_spec, prov)
-                                if warn:
-                                    log(warn)
+                                for line in settings_messages(method, exp.dataset_spec, prov, cfg):
+                                    log(line)
                             new_classes = (tuple(c for c in sp.forget_classes if not steps[t - 1].forget_classes
                                                  or c not in steps[t - 1].forget_classes)
                                            if sp.forget_classes and t else sp.forget_classes)

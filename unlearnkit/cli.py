@@ -323,7 +323,7 @@ def _say_settings(exp: Any, methods: list[str], split: Any, seed: int, provenanc
                   configs: dict[tuple[str, int], Any]) -> None:
     """One line per method: its non-default settings and their sources; the tuned file if one applied; one
     warning line per method that runs on its paper's defaults on a dataset unlike the paper's."""
-    from .defaults import describe, paper_default_warning
+    from .defaults import settings_messages
 
     for name in methods:
         if (name, seed) not in provenance:
@@ -331,10 +331,8 @@ def _say_settings(exp: Any, methods: list[str], split: Any, seed: int, provenanc
         prov = provenance[name, seed]
         if any(p["source"] == "tuned file" for p in prov.values()):
             exp.log(f"{name}: using tuned settings from {exp.tuned_file(name, split)}")
-        exp.log(describe(name, prov, configs[name, seed]))
-        warn = paper_default_warning(name, exp.dataset_spec, prov)
-        if warn:
-            exp.log(warn)
+        for line in settings_messages(name, exp.dataset_spec, prov, configs[name, seed]):
+            exp.log(line)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -33,6 +33,7 @@ __all__ = [
     "paper_default_warning",
     "resolve",
     "rule_overrides",
+    "settings_messages",
 ]
 
 
@@ -184,3 +185,9 @@ def describe(method: str, provenance: dict[str, dict[str, Any]], config: Any) ->
         return f"{method}: the method's own defaults"
     parts = [f"{f}={getattr(config, f, '?')!r} ({p['source']})" for f, p in sorted(provenance.items())]
     return f"{method} settings: " + ", ".join(parts)
+
+
+def settings_messages(method: str, dataset: str, provenance: dict[str, dict[str, Any]], config: Any) -> list[str]:
+    """The lines a command logs for ``method``'s settings: :func:`describe`, then the paper-defaults warning if any."""
+    warn = paper_default_warning(method, dataset, provenance)
+    return [describe(method, provenance, config)] + ([warn] if warn else [])

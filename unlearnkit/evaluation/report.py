@@ -284,8 +284,6 @@ def settings_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
     return (["Settings (source of every non-default value):", ""] + out + [""]) if out else []
 
 
-_settings_lines = settings_lines
-
 
 def write_report(results: Mapping[str, Any], out_dir: Path | str) -> Path:
     """Write ``out_dir/report.md`` and its plots under ``out_dir/plots/``; return the report's path.
@@ -331,7 +329,7 @@ def write_report(results: Mapping[str, Any], out_dir: Path | str) -> Path:
         slug = _slug(req)
         lines += [f"## Request `{req}`", ""] + _table(rows) + [""]
         req_records = [r for r in records if str(r.get("request", "")) == req]
-        lines += _settings_lines(req_records)
+        lines += settings_lines(req_records)
         methods = [r["method"] for r in rows]
         drawn = {
             "per_class": _plot_per_class([r for r in rows if r["metrics"]], plot_dir / f"per_class_{slug}.png",
