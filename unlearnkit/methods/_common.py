@@ -10,7 +10,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-__all__ = ["batchnorm_eval", "cycle", "loader_seed", "make_generator", "rebatch", "weight_parameters"]
+from ..stats import unwrap_model
+
+__all__ = ["batchnorm_eval", "cycle", "loader_seed", "make_generator", "rebatch", "takes_token_ids",
+           "weight_parameters"]
 
 _BN = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm)
 
@@ -76,3 +79,9 @@ def weight_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
         if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)) and m.weight.requires_grad:
             out.append((f"{mname}.weight" if mname else "weight", m.weight))
     return out
+
+
+def takes_token_ids(model: nn.Module) -> bool:
+    """True for models that declare token-id inputs (``discrete_inputs = True``, e.g. ``transformer``), looking
+    through DistributedDataParallel: datasets store token ids as float tensors, so the dtype alone does not tell."""
+    return bool(getattr(unwrap_model(model), "discrete_inputs", False))

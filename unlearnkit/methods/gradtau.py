@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from ..distributed import all_reduce_mean, all_reduce_sum, is_distributed, local_batch_size, rank, world_size
 from ..errors import DataError, UnsupportedRequestError
-from ._common import loader_seed, rebatch
+from ._common import loader_seed, rebatch, takes_token_ids
 from .base import ALL_KINDS, ANY_LOSS_TASK, History, UnlearnConfig, UnlearnData, register_method
 
 __all__ = ["GradTauConfig", "GradTauPlan", "gradtau_alpha_schedule", "gradtau_forget_term", "resolve_gradtau"]
@@ -268,13 +268,6 @@ def _is_token_data(ds: Dataset) -> bool:
     return isinstance(x, torch.Tensor) and not x.is_floating_point() and not x.is_complex() and x.dtype != torch.bool
 
 
-def _takes_tokens(model: nn.Module) -> bool:
-    """True for models that declare token-id inputs (``discrete_inputs = True``, e.g. ``transformer``): datasets
-    store token ids as float tensors, so the dtype alone does not tell."""
-    net = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-    return bool(getattr(net, "discrete_inputs", False))
-
-
 def _per_sample(loss: torch.Tensor, n: int) -> torch.Tensor:
     """Per-example losses from a ``reduction="none"`` loss: extra dimensions (multi-label) are averaged."""
     return loss.reshape(n, -1).mean(dim=1) if loss.ndim > 1 else loss.reshape(n)
@@ -494,7 +487,7 @@ def gradtau(model: nn.Module, data: UnlearnData, cfg: GradTauConfig) -> History:
     if len(data.val.dataset) == 0:  # type: ignore[arg-type]
         raise DataError("gradtau's held-out set (val) is empty: τ is its mean loss; pass at least one example")
     plan = resolve_gradtau(cfg, n_forget, n_retain,
-                           text=_takes_tokens(model) or (n_forget > 0 and _is_token_data(data.forget.dataset)))
+                           text=takes_token_ids(model) or (n_forget > 0 and _is_token_data(data.forget.dataset)))
     if plan.epochs == 0 or plan.lr == 0.0:
         return hist  # zero strength: the model is not touched at all (no forward pass in train mode either)
 

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from ..distributed import all_reduce_mean
 from ..errors import ConfigError, DataError, IncompatibleModelError, UnlearnError, UnsupportedRequestError
-from ._common import loader_seed, make_generator, rebatch
+from ._common import loader_seed, make_generator, rebatch, takes_token_ids
 from .base import History, UnlearnConfig, UnlearnData, _default_validate_model, register_method
 
 __all__ = ["UnsirConfig"]
@@ -490,8 +490,7 @@ def unsir(model: nn.Module, data: UnlearnData, cfg: UnsirConfig) -> History:
 
 
 def _validate_model(model: nn.Module) -> list[UnlearnError]:
-    net = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-    if getattr(net, "discrete_inputs", False):
+    if takes_token_ids(model):
         return [IncompatibleModelError(
             "unsir learns error-maximising noise in the model's input space by gradient ascent, but this model "
             "takes discrete token ids (discrete_inputs=True), which have no input gradient; use another method "
