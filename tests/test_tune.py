@@ -20,7 +20,7 @@ pytest.importorskip("optuna")
 from unlearnkit.cli import main  # noqa: E402
 from unlearnkit.pipeline import Experiment  # noqa: E402
 from unlearnkit.presets import train_recipe  # noqa: E402
-from unlearnkit.tune import _val_evaluator, proxy_split, tune_method  # noqa: E402
+from unlearnkit.tune import proxy_split, tune_method  # noqa: E402
 
 EPOCHS = "5"
 
@@ -46,7 +46,7 @@ def test_proxy_is_disjoint_training_data_of_the_same_kind_and_size(tmp_path, req
             assert not set(proxy.forget_classes) & set(real.forget_classes)
         else:
             assert len(proxy.forget_idx) == len(real.forget_idx)
-        ev = _val_evaluator(exp, proxy, seed)
+        ev = exp.data.evaluator(proxy, seed, exp.device, val_as_test=True)  # what the tuner scores with
         assert ev.sets.test is exp.splits.val and ev.sets.val is None  # val is the held-out set; test is absent
 
 

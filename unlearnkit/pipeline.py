@@ -244,14 +244,17 @@ class ExperimentData:
                 "retain": DataLoader(split.retain_set(s.train), batch_size=batch_size),
                 "val": DataLoader(s.val, batch_size=batch_size)}
 
-    def evaluator(self, split: ForgetSplit, seed: int, device: str | torch.device = "cpu") -> Any:
+    def evaluator(self, split: ForgetSplit, seed: int, device: str | torch.device = "cpu", *,
+                  val_as_test: bool = False) -> Any:
         """The :class:`~unlearnkit.evaluation.Evaluator` for ``split``: its forget and retain sets, this dataset's
-        test and val splits, seeded with ``seed``."""
+        test and val splits, seeded with ``seed``. ``val_as_test`` puts the val split in the held-out role and leaves
+        the test split out (``unlearnkit tune``'s objective never reads test)."""
         from .evaluation import EvalSets, Evaluator
 
         s = self.splits
-        return Evaluator(EvalSets(forget=split.forget_set(s.train), retain=split.retain_set(s.train), test=s.test,
-                                  val=s.val, forget_classes=split.forget_classes, num_classes=s.num_classes),
+        test, val = (s.val, None) if val_as_test else (s.test, s.val)
+        return Evaluator(EvalSets(forget=split.forget_set(s.train), retain=split.retain_set(s.train), test=test,
+                                  val=val, forget_classes=split.forget_classes, num_classes=s.num_classes),
                          device=device, seed=seed)
 
 

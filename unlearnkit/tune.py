@@ -74,16 +74,6 @@ def proxy_split(exp: Experiment, real: ForgetSplit, seed: int) -> ForgetSplit:
     return split
 
 
-def _val_evaluator(exp: Experiment, split: ForgetSplit, seed: int) -> Any:
-    """The evaluator with the val split as its held-out set: accuracy and MIA non-members on val, never test."""
-    from .evaluation import EvalSets, Evaluator
-
-    s = exp.splits
-    return Evaluator(EvalSets(forget=split.forget_set(s.train), retain=split.retain_set(s.train), test=s.val,
-                              val=None, forget_classes=split.forget_classes, num_classes=s.num_classes),
-                     device=exp.device, seed=seed)
-
-
 def objective_gap(m: dict[str, Any], r: dict[str, Any]) -> float:
     """Mean absolute gap (points) over forget, retain and val accuracy and MIA efficacy (val as the held-out set)."""
     keys = ("forget_acc", "retain_acc", "test_acc", "mia_efficacy")  # "test_acc" of the val evaluator = val acc
@@ -124,7 +114,8 @@ class _Proxy:
         self.splits = {s: proxy_split(exp, real[s], s) for s in seeds}
         self.orig = {s: exp.original(s) for s in seeds}
         self.ref = {s: exp.retrained(self.splits[s], s) for s in seeds}
-        self.ev = {s: _val_evaluator(exp, self.splits[s], s) for s in seeds}
+        # Val in the held-out role: accuracy and MIA non-members on val, never test.
+        self.ev = {s: exp.data.evaluator(self.splits[s], s, exp.device, val_as_test=True) for s in seeds}
         self.ref_metrics = {s: self.ev[s].tier_a(self.ref[s].model) for s in seeds}
 
     def gap(self, method: str, seed: int, values: dict[str, Any], lam: float) -> float:
