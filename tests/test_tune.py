@@ -147,3 +147,14 @@ def test_run_picks_up_the_tuned_file(tmp_path, capsys):
     assert "using tuned settings from" in text.out + text.err
     # a request of another size (two classes) has its own key: the file does not apply
     assert exp.tuned_file("svd", exp.resolve("class:1,3", 0)) != path
+
+
+def test_methods_all_is_every_method_with_a_space():
+    from unlearnkit.cli_tune import tune_methods
+    from unlearnkit.methods.base import list_methods
+    from unlearnkit.spaces import SPACES
+
+    chosen = tune_methods("all")
+    assert chosen and set(chosen) == set(SPACES) & set(list_methods())
+    assert "gradtau" not in chosen and "retrain" not in chosen
+    assert tune_methods("sfron, pgu") == ["sfron", "pgu"]

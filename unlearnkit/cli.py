@@ -173,7 +173,8 @@ def _print_table(summary: list[dict[str, Any]], title: str) -> None:
         if s.get("status") in ("n/a", "error"):
             t.add_row(s["method"], *([s["status"]] + [""] * (len(cols) - 1)))
             continue
-        t.add_row(s["method"], *(_fmt(s, k, d) for k, _, d in cols))
+        # (!): the method missed the goal of a class request; the warning lines below the table say why.
+        t.add_row(s["method"] + (" (!)" if s.get("note") else ""), *(_fmt(s, k, d) for k, _, d in cols))
     _console().print(t)
 
 
@@ -338,6 +339,7 @@ def _say_settings(exp: Any, methods: list[str], split: Any, seed: int, provenanc
 def cmd_run(args: argparse.Namespace) -> int:
     from .distributed import is_main_process
     from .evaluation import summarize, write_report
+    from .evaluation.verdicts import annotate
     from .methods.base import get_method
     from .pipeline import parse_overrides
 
@@ -448,6 +450,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             records.append(cell(name, seed, key, _method_record))
             save_partial()
     summary = summarize(records)
+    notes = annotate(summary, request_kind=splits[seeds[0]].request.kind)
     results = {"schema": "unlearnkit.results/1", "run_info": _run_info(args, exp), "records": records,
                "summary": summary}
     if ids_info is not None:
@@ -458,6 +461,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     report = write_report(results, out)
     _print_table(summary, f"{exp.dataset_spec} · {exp.model_name} · forget {request} · seeds {seeds}")
+    for name, note in notes.items():
+        _console().print(f"warning: {name} {note}", markup=False, highlight=False)
     _console().print(f"results: {out / 'results.json'}   report: {report}   "
                      f"({time.perf_counter() - t_start:.1f}s)")
     return 0

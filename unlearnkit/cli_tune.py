@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_tune_parser"]
+__all__ = ["add_tune_parser", "tune_methods"]
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -23,7 +23,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if set(seeds) & set(eval_seeds):
         raise ConfigError(f"--eval-seeds {args.eval_seeds} must differ from the tune seeds {args.seeds} "
                           "(the test gap is measured on seeds the tuner never saw)")
-    methods = cli._resolve_methods(args.methods)
+    methods = tune_methods(args.methods)
     for m in methods:
         space_of(m)  # one-line error for a method without a space, before any training
     if args.trials is None and args.budget_minutes is None:
@@ -42,6 +42,18 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def tune_methods(text: str) -> list[str]:
+    """The methods of ``--methods``: a comma-separated list, or ``all`` for every registered method that declares a
+    search space (:data:`unlearnkit.spaces.SPACES`; gradtau and retrain have none), in registry order."""
+    from . import cli
+    from .methods.base import list_methods
+    from .spaces import SPACES
+
+    if text.strip() == "all":
+        return [m for m in list_methods() if m in SPACES]
+    return cli._resolve_methods(text)
+
+
 def _float(text: str) -> float:
     try:
         return float(text)
@@ -55,8 +67,8 @@ def add_tune_parser(sub: Any, common: Any) -> None:
                                     "(val-based, never test); writes a tuned file that run and bench pick up")
     common(p)
     p.add_argument("--forget", default="class:0", help="the request kind and size to tune for (default class:0)")
-    p.add_argument("--methods", required=True, help="comma-separated methods (gradtau has no space: it is the "
-                                                    "untuned reference)")
+    p.add_argument("--methods", required=True, help="comma-separated methods, or 'all' for every method with a "
+                                                    "search space (gradtau has none: it is the untuned reference)")
     p.add_argument("--trials", type=int, default=None,
                    help="trials per method, the untuned config's and resumed ones included")
     p.add_argument("--budget-minutes", type=_float, default=None, help="wall-clock budget for all methods")

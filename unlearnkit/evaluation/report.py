@@ -84,15 +84,18 @@ def _cell(m: Mapping[str, Any], key: str, fmt: str) -> str:
 
 def _table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     cols = [c for c in REPORT_COLUMNS if any(_num(r["metrics"].get(c[0])) is not None for r in rows)]
-    lines = ["| method | seeds | " + " | ".join(f"{h} ({b})" for _, h, _, b in cols) + " |",
-             "|---|---|" + "---|" * len(cols)]
+    noted = any(r.get("note") for r in rows)
+    lines = ["| method | seeds | " + " | ".join(f"{h} ({b})" for _, h, _, b in cols) + (" | note" if noted else "")
+             + " |", "|---|---|" + "---|" * (len(cols) + noted)]
     for r in rows:
         if r.get("status", "ok") != "ok":
             why = f"{r.get('status')}" + (f": {r['reason']}" if r.get("reason") else "")
-            lines.append(f"| {r['method']} | | " + " | ".join([why.replace("|", "/")] + [""] * (len(cols) - 1))
-                         + " |")
+            lines.append(f"| {r['method']} | | " + " | ".join([why.replace("|", "/")] + [""] * (len(cols) - 1
+                                                                                             + noted)) + " |")
             continue
         cells = [_cell(r["metrics"], k, fmt) for k, _, fmt, _ in cols]
+        if noted:
+            cells.append(str(r.get("note", "")).replace("|", "/"))
         seeds = ",".join(str(s) for s in r.get("seeds", []))
         lines.append(f"| {r['method']} | {seeds} | " + " | ".join(cells) + " |")
     return lines

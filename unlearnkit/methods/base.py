@@ -224,6 +224,9 @@ class MethodSpec:
     tasks: frozenset[str] = frozenset({"classification"})
     #: Why the method does not serve the other tasks (appended to the refusal).
     task_note: str = ""
+    #: Why the method may miss the goal of a class request (forget <= 5%, kept classes within 5 points), shown
+    #: after the measured numbers in the note of a run that missed it (``unlearnkit.evaluation.verdicts``).
+    class_note: str = ""
 
 
 _REGISTRY: dict[str, MethodSpec] = {}

@@ -346,11 +346,17 @@ def amnesiac(model: nn.Module, data: UnlearnData, cfg: AmnesiacConfig) -> Histor
 register_method("finetune", config_cls=FinetuneConfig, fn=finetune, is_baseline=True,
                 summary="Fine-tune on the retain set only.",
                 paper="Golatkar et al., Eternal Sunshine of the Spotless Net, CVPR 2020 (FT baseline)",
-                requires_forget=False, supports_distributed=True, raises_forget_loss=False, tasks=ANY_LOSS_TASK)
+                requires_forget=False, supports_distributed=True, raises_forget_loss=False, tasks=ANY_LOSS_TASK,
+                class_note="finetune has no forget-set term: it relies on catastrophic forgetting, which its paper "
+                           "recipe's 10 epochs at lr 0.01 do not give on a class that the kept classes do not "
+                           "overwrite (try `unlearnkit tune`)")
 register_method("gradient_ascent", config_cls=GradientAscentConfig, fn=gradient_ascent, is_baseline=True,
                 summary="Gradient ascent on the forget-set loss (NegGrad).",
                 paper="Thudi et al., Unrolling SGD, EuroS&P 2022 (GA baseline)",
-                requires_retain=False, supports_distributed=True, tasks=ANY_LOSS_TASK)
+                requires_retain=False, supports_distributed=True, tasks=ANY_LOSS_TASK,
+                class_note="the SFR-on recipe (SGD 1e-4, clip 0.1) moves a converged model too little to forget a "
+                           "class, and a rate large enough to forget it has no retain term to stop the collapse of "
+                           "the kept classes (try `unlearnkit tune`, which searches the rate)")
 register_method("neggrad_plus", config_cls=NegGradPlusConfig, fn=neggrad_plus, is_baseline=True,
                 summary="Retain descent and forget ascent in one beta-weighted step (NegGrad+).",
                 paper="Kurmanji et al., Towards Unbounded Machine Unlearning, NeurIPS 2023 (NegGrad+ baseline)",
