@@ -158,3 +158,31 @@ def test_methods_all_is_every_method_with_a_space():
     assert chosen and set(chosen) == set(SPACES) & set(list_methods())
     assert "gradtau" not in chosen and "retrain" not in chosen
     assert tune_methods("sfron, pgu") == ["sfron", "pgu"]
+
+
+def test_pareto_front_equals_a_brute_force_construction():
+    from unlearnkit.tune import pareto_front
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        pts = [tuple(map(float, p)) for p in rng.integers(0, 6, size=(int(rng.integers(1, 12)), 2))]
+        dominated = {i for i, p in enumerate(pts) for j, q in enumerate(pts)
+                     if (q[0] <= p[0] and q[1] <= p[1] and q != p) or (q == p and j < i)}
+        expect = sorted(set(range(len(pts))) - dominated, key=lambda i: (pts[i][0], pts[i][1]))
+        assert pareto_front(pts) == expect
+
+
+def test_cost_lambda_objective_and_frontier_plot(tmp_path):
+    from unlearnkit.tune import write_tune_report
+
+    exp = _exp(tmp_path / "cache")
+    lam = 0.5
+    res = tune_method(exp, "finetune", "class:3", seeds=[0], out=tmp_path / "t", trials=3, cost_lambda=lam,
+                      log=lambda m: None)
+    done = [h for h in res.history if h["state"] == "COMPLETE"]
+    assert len(done) >= 2 and sum(h["chosen"] for h in res.history) == 1
+    for h in done:  # the objective is the gap plus lambda x cost, both parts recorded
+        assert h["cost"] > 0 and h["value"] == pytest.approx(h["gap"] + lam * h["cost"])
+    assert res.proxy_gap == min(h["value"] for h in done)
+    report = write_tune_report([res], tmp_path / "t", {"cost_lambda": lam}).read_text()
+    assert "tune_frontier_finetune.png" in report and (tmp_path / "t" / "tune_frontier_finetune.png").stat().st_size

@@ -37,7 +37,7 @@ from .pipeline import Experiment
 from .requests import ForgetRequest, ForgetSplit
 from .spaces import Param, active, space_of
 
-__all__ = ["TuneResult", "objective_gap", "proxy_split", "tune_method", "write_tune_report"]
+__all__ = ["TuneResult", "objective_gap", "pareto_front", "proxy_split", "tune_method", "write_tune_report"]
 
 Log = Callable[[str], None]
 
@@ -118,14 +118,25 @@ class _Proxy:
         self.ev = {s: exp.data.evaluator(self.splits[s], s, exp.device, val_as_test=True) for s in seeds}
         self.ref_metrics = {s: self.ev[s].tier_a(self.ref[s].model) for s in seeds}
 
-    def gap(self, method: str, seed: int, values: dict[str, Any], lam: float) -> float:
+    def gap(self, method: str, seed: int, values: dict[str, Any]) -> tuple[float, float]:
+        """``(proxy gap, cost)`` of one run, cost = the run's seconds / the proxy reference's training seconds."""
         cfg, _ = self.exp.config_for(method, self.splits[seed], seed, values, use_tuned=False)
         stats = self.orig[seed].stats_path if self.exp.models.record_stats else None
         res, _ = self.exp.run_method(method, self.orig[seed].model, self.splits[seed], seed, config=cfg, stats=stats)
         g = objective_gap(self.ev[seed].tier_a(res.model), self.ref_metrics[seed])
-        if lam:
-            g += lam * res.seconds / max(1e-9, self.ref[seed].seconds)
-        return g
+        return g, res.seconds / max(1e-9, self.ref[seed].seconds)
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points ``(cost, gap)`` that no other point dominates (no worse in both, better in one),
+    sorted by cost: the settings on the cost-quality frontier. Duplicates keep their first index."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], points[i][1], i))
+    front, best = [], math.inf
+    for i in order:
+        if points[i][1] < best:
+            front.append(i)
+            best = points[i][1]
+    return front
 
 
 def tune_method(exp: Experiment, method: str, request: str, *, seeds: list[int], out: Path,
@@ -177,23 +188,28 @@ def tune_method(exp: Experiment, method: str, request: str, *, seeds: list[int],
 
     def objective(trial: Any) -> float:
         values = _suggest(trial, space)
-        total = 0.0
+        gaps, costs = [], []
         for i, s in enumerate(seeds):
             try:
-                total += proxy.gap(method, s, values, cost_lambda)
+                g, c = proxy.gap(method, s, values)
             except (DivergedError, ConfigError) as e:
                 trial.set_user_attr("pruned_because", str(e))
                 raise optuna.TrialPruned(str(e)) from None
-            trial.report(total / (i + 1), i)
+            gaps.append(g)
+            costs.append(c)
+            trial.report(float(np.mean(gaps) + cost_lambda * np.mean(costs)), i)
             if i < len(seeds) - 1 and trial.should_prune():  # hopeless after i+1 seeds: skip the remaining ones
                 raise optuna.TrialPruned()
-        return total / len(seeds)
+        # Both parts are kept whatever lambda is, so the report can draw the cost-quality frontier.
+        trial.set_user_attr("gap", float(np.mean(gaps)))
+        trial.set_user_attr("cost", float(np.mean(costs)))
+        return float(np.mean(gaps) + cost_lambda * np.mean(costs))
 
     if not any(t.user_attrs.get("default") for t in study.trials):
         # The untuned config (rules/presets) as the first trial, so the pick is never worse than it on the proxy.
-        default_gap = float(np.mean([proxy.gap(method, s, {}, cost_lambda) for s in seeds]))
-        study.add_trial(optuna.trial.create_trial(value=default_gap, params={}, distributions={},
-                                                  user_attrs={"default": True}))
+        g, c = (float(np.mean(v)) for v in zip(*[proxy.gap(method, s, {}) for s in seeds]))
+        study.add_trial(optuna.trial.create_trial(value=g + cost_lambda * c, params={}, distributions={},
+                                                  user_attrs={"default": True, "gap": g, "cost": c}))
     # --trials counts every finished trial, the untuned one included.
     finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     remaining = None if trials is None else max(0, trials - len(finished))
@@ -208,7 +224,8 @@ def tune_method(exp: Experiment, method: str, request: str, *, seeds: list[int],
     log(f"{method}: {len(study.trials)} trials ({time.perf_counter() - t0:.1f}s this session); proxy gap "
         f"{best.value:.2f} (untuned {default_gap:.2f}); chosen {values or 'the untuned config'}")
     history = [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
-                "default": bool(t.user_attrs.get("default"))} for t in study.trials]
+                "default": bool(t.user_attrs.get("default")), "gap": t.user_attrs.get("gap"),
+                "cost": t.user_attrs.get("cost"), "chosen": t.number == best.number} for t in study.trials]
     from .tuned import save_tuned
 
     path = exp.tuned_file(method, real[seeds[0]])
@@ -259,8 +276,40 @@ def _fresh_test_gaps(exp: Experiment, method: str, request: str, values: dict[st
     return {"seeds": seeds, **{k: {"per_seed": v, "mean": float(np.mean(v)) if v else None} for k, v in out.items()}}
 
 
+def _plot_frontier(r: TuneResult, path: Path) -> bool:
+    """Every finished trial's proxy gap against its cost (seconds / retrain seconds), the Pareto frontier and the
+    chosen trial; False when no trial recorded both (studies from before the costs were kept)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    done = [h for h in r.history if h["state"] == "COMPLETE" and h.get("gap") is not None
+            and h.get("cost") is not None]
+    if not done:
+        return False
+    pts = [(float(h["cost"]), float(h["gap"])) for h in done]
+    front = [pts[i] for i in pareto_front(pts)]
+    fig = Figure(figsize=(5, 3.2))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.plot([p[0] for p in pts], [p[1] for p in pts], "o", ms=3, alpha=0.5, label="trial")
+    ax.step([p[0] for p in front], [p[1] for p in front], "-", where="post", label="frontier")
+    for h, p in zip(done, pts):
+        if h.get("default"):
+            ax.plot(*p, "s", ms=7, mfc="none", label="untuned")
+        if h.get("chosen"):
+            ax.plot(*p, "*", ms=11, label="chosen")
+    ax.set_xlabel("seconds / retrain seconds (rte)")
+    ax.set_ylabel("proxy gap")
+    ax.set_title(f"{r.method}: cost-quality frontier")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    return True
+
+
 def write_tune_report(results: list[TuneResult], out: Path, info: dict[str, Any]) -> Path:
-    """``OUT/tune.json``, ``OUT/tune_report.md`` and one search-history plot per method."""
+    """``OUT/tune.json``, ``OUT/tune_report.md``, one search-history plot and one cost-quality frontier plot per
+    method."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -298,6 +347,8 @@ def write_tune_report(results: list[TuneResult], out: Path, info: dict[str, Any]
         fig.tight_layout()
         fig.savefig(out / f"tune_history_{r.method}.png", dpi=90)
         plots += ["", f"![{r.method}](tune_history_{r.method}.png)"]
+        if _plot_frontier(r, out / f"tune_frontier_{r.method}.png"):
+            plots += ["", f"![{r.method} cost-quality frontier](tune_frontier_{r.method}.png)"]
     lines += plots
     lines += ["", "Tuned files (picked up by `run` and `bench`): " + ", ".join(r.tuned_file for r in results)]
     atomic_write_text(out / "tune.json", json.dumps({"info": info, "results": [r.__dict__ for r in results]},
