@@ -347,9 +347,9 @@ register_method("finetune", config_cls=FinetuneConfig, fn=finetune, is_baseline=
                 summary="Fine-tune on the retain set only.",
                 paper="Golatkar et al., Eternal Sunshine of the Spotless Net, CVPR 2020 (FT baseline)",
                 requires_forget=False, supports_distributed=True, raises_forget_loss=False, tasks=ANY_LOSS_TASK,
-                class_note="finetune has no forget-set term: it relies on catastrophic forgetting, which its paper "
-                           "recipe's 10 epochs at lr 0.01 do not give on a class that the kept classes do not "
-                           "overwrite (try `unlearnkit tune`)")
+                class_note="finetune has no forget-set term: it forgets only what fine-tuning on the kept classes "
+                           "overwrites, so how much of the class remains depends on the data and the run length "
+                           "(try `unlearnkit tune`)")
 register_method("gradient_ascent", config_cls=GradientAscentConfig, fn=gradient_ascent, is_baseline=True,
                 summary="Gradient ascent on the forget-set loss (NegGrad).",
                 paper="Thudi et al., Unrolling SGD, EuroS&P 2022 (GA baseline)",
