@@ -279,7 +279,7 @@ def test_textcsv_and_jsonl_load(tmp_path) -> None:
         w = csv.writer(f)
         w.writerow(["id", "body", "label"])
         w.writerows([(i, t, c) for i, (t, c) in enumerate(rows)])
-    s = load_dataset(f"textcsv:{p}", text_column="body")
+    s = load_dataset(f"textcsv:{p}", text_column="body", tokenizer="word")  # BPE: tests/test_text_tokenizers.py
     assert s.class_names == ["neg", "pos"] and s.manifest["task"] == "classification"
     assert s.input_shape == (64,) and len(s.train) + len(s.val) + len(s.test) == 40
     # vocabulary from the training split only: the row numbers of val/test rows are unknown tokens

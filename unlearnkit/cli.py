@@ -217,7 +217,10 @@ def _experiment(args: argparse.Namespace):  # noqa: ANN202
                       device=args.device, progress=not args.quiet and sys.stderr.isatty(), log=log,
                       label_column=args.label_column, record_stats=getattr(args, "record_stats", False),
                       data_options={k: v for k, v in (("header", args.header), ("id_column", args.id_column),
-                                                      ("text_column", args.text_column))
+                                                      ("text_column", args.text_column),
+                                                      ("tokenizer", args.tokenizer),
+                                                      ("tokenizer_file", args.tokenizer_file),
+                                                      ("tokenizer_vocab_size", args.tokenizer_vocab_size))
                                     if v is not None})
 
 
@@ -729,8 +732,8 @@ def _common(p: argparse.ArgumentParser, *, training: bool = True) -> None:
     """Options every data command takes; ``training=False`` drops those that only matter when models are trained
     (``--model``, ``--cache-dir``, ``--epochs``), for commands that read checkpoints instead."""
     p.add_argument("--dataset", default="digits",
-                   help="digits | shapes[:N] | textsynth[:N] | cifar10:PATH | cifar100:PATH | folder:PATH | csv:PATH "
-                        "(default digits)")
+                   help="digits | shapes[:N] | textsynth[:N] | textsynth-multilabel[:N] | textcsv:PATH | "
+                        "jsonl:PATH | cifar10:PATH | cifar100:PATH | folder:PATH | csv:PATH (default digits)")
     if training:
         p.add_argument("--model", default=None, help="mlp | cnn | resnet18 | vit | transformer (default: cnn for "
                                                      "images, transformer for text)")
@@ -743,6 +746,16 @@ def _common(p: argparse.ArgumentParser, *, training: bool = True) -> None:
     p.add_argument("--text-column", default=None,
                    help="textcsv:/jsonl: the text column (default 'text'; the label column is --label-column, "
                         "default 'label')")
+    p.add_argument("--tokenizer", default=None, choices=["bpe", "wordpiece", "word"],
+                   help="text datasets: tokenizer trained on the training split only: bpe (default for textcsv:/"
+                        "jsonl:; reproducible), wordpiece (its trainer is not reproducible across processes) or word "
+                        "(one id per training word; default for textsynth)")
+    p.add_argument("--tokenizer-file", default=None, metavar="PATH",
+                   help="text datasets: a tokenizer.json (Hugging Face tokenizers) to use instead of a trained one; "
+                        "its pad token is the pad id")
+    p.add_argument("--tokenizer-vocab-size", type=_positive_int, default=None, metavar="N",
+                   help="text datasets: vocabulary size of the trained tokenizer (default 8000 for bpe/wordpiece, "
+                        "every training word for word)")
     p.add_argument("--data-seed", type=_nonneg_int, default=0, help="seed of the train/val/test split (default 0)")
     p.add_argument("--device", default="cuda" if _cuda() else "cpu", help="cpu or cuda (default: cuda if available)")
     if training:

@@ -96,15 +96,21 @@ class DatasetSplits:
     manifest: dict[str, Any] = field(default_factory=dict)
     mean: list[float] | None = None
     std: list[float] | None = None
+    #: Text datasets: the fitted tokenizer (:class:`~unlearnkit.data.tokenizer.TextTokenizer`), else None.
+    tokenizer: Any = None
 
     def __post_init__(self) -> None:
         if not self.manifest.get("hash"):
             self.manifest = dict(self.manifest)
             self.manifest.setdefault("dataset", self.name)
             self.manifest["sizes"] = {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+            extra: dict[str, Any] = {"name": self.name, "classes": self.class_names}
+            # A text dataset's tokenizer settings (a dict; textsynth's default word level keeps its older string,
+            # and so its older hash) are part of the hash: other settings never reuse a model cached for these.
+            if isinstance(self.manifest.get("tokenizer"), dict):
+                extra["tokenizer"] = self.manifest["tokenizer"]
             self.manifest["hash"] = content_hash(self.train.x, self.train.y, self.val.x, self.val.y, self.test.x,
-                                                 self.test.y, extra={"name": self.name,
-                                                                     "classes": self.class_names})
+                                                 self.test.y, extra=extra)
 
     @property
     def num_classes(self) -> int:

@@ -35,7 +35,8 @@ from .shapes import SHAPE_CLASSES, SUB_NAMES, load_shapes
 from .tabular import load_csv_arrays
 from .textfile import encode_text_splits, load_text_rows
 from .textsynth import MAX_LEN as TEXTSYNTH_MAX_LEN
-from .textsynth import PAD_ID, load_textsynth
+from .textsynth import load_textsynth
+from .tokenizer import TokenizerSpec
 
 __all__ = ["DATASETS", "DEFAULT_SHAPES_TRAIN", "list_datasets", "load_dataset", "shapes_sizes"]
 
@@ -110,7 +111,8 @@ def _tensor_split(x: np.ndarray, y: np.ndarray, sub: np.ndarray | None = None,
 
 def load_dataset(spec: str, *, seed: int = 0, label_column: str | int | None = None,
                  size: int | tuple[int, int] | None = None, header: bool | None = None,
-                 id_column: str | int | None = None, text_column: str | None = None) -> DatasetSplits:
+                 id_column: str | int | None = None, text_column: str | None = None, tokenizer: str | None = None,
+                 tokenizer_file: str | None = None, tokenizer_vocab_size: int | None = None) -> DatasetSplits:
     """Load the dataset named by ``spec`` and split it with ``seed``.
 
     Args:
@@ -124,6 +126,12 @@ def load_dataset(spec: str, *, seed: int = 0, label_column: str | int | None = N
             examples are named by their data row number.
         size: ``folder`` only: common image size, an int (square) or ``(height, width)``; by default the images'
             own size when all share one, else 32×32.
+        text_column: ``textcsv``/``jsonl`` only: the text column (default ``text``).
+        tokenizer: text datasets only: ``bpe`` (default of ``textcsv``/``jsonl``), ``wordpiece`` or ``word``
+            (default of ``textsynth``), trained on the training split only (:mod:`unlearnkit.data.tokenizer`).
+        tokenizer_file: text datasets only: a ``tokenizer.json`` to use instead of a trained tokenizer.
+        tokenizer_vocab_size: text datasets only: the trained tokenizer's vocabulary size (default 8000 for
+            ``bpe``/``wordpiece``, every training word for ``word``).
 
     Returns:
         :class:`DatasetSplits` with standardised float inputs, int64 labels, class names (``sub`` labels and
@@ -149,6 +157,17 @@ def load_dataset(spec: str, *, seed: int = 0, label_column: str | int | None = N
                              ("id_column", id_column, "--id-column")):
         if value is not None and kind != "csv" and not (opt == "label_column" and kind in ("textcsv", "jsonl")):
             raise DataError(f"{opt} applies only to csv:PATH datasets, not {kind!r}; drop {flag}")
+    text_kinds = ("textsynth", "textsynth-multilabel", "textcsv", "jsonl")
+    for opt, value, flag in (("tokenizer", tokenizer, "--tokenizer"), ("tokenizer_file", tokenizer_file,
+                                                                     "--tokenizer-file"),
+                             ("tokenizer_vocab_size", tokenizer_vocab_size, "--tokenizer-vocab-size")):
+        if value is not None and kind not in text_kinds:
+            raise DataError(f"{opt} applies only to text datasets (textsynth, textcsv:PATH, jsonl:PATH), not "
+                            f"{kind!r}; drop {flag}")
+    tok_spec = None
+    if kind in text_kinds:
+        tok_spec = TokenizerSpec.make(tokenizer, tokenizer_vocab_size, tokenizer_file,
+                                      default="word" if kind.startswith("textsynth") else "bpe")
     if size is not None and kind != "folder":
         raise DataError(f"size applies only to folder:PATH datasets, not {kind!r}; drop the image size option")
     manifest: dict[str, Any] = {"dataset": kind, "spec": spec.strip(), "seed": seed}
@@ -176,26 +195,28 @@ def load_dataset(spec: str, *, seed: int = 0, label_column: str | int | None = N
     elif kind in ("textsynth", "textsynth-multilabel"):
         sizes = shapes_sizes(_train_size(kind, arg, DEFAULT_TEXTSYNTH_TRAIN, "texts", 4000))
         multi = kind == "textsynth-multilabel"
-        d = load_textsynth(*sizes, seed=seed, multilabel=multi)
+        d = load_textsynth(*sizes, seed=seed, multilabel=multi, tokenizer=tok_spec)
         train, val, test = (_tensor_split(*d[k], source_ids=d[f"{k}_ids"]) for k in ("train", "val", "test"))
         names = [f"topic{c}" for c in range(d["train"][1].shape[1] if multi else int(d["train"][1].max()) + 1)]
         d.update(mean=[0.0], std=[1.0])  # token ids are not standardised
+        # The default word level keeps its older manifest string (and so the dataset hash of models already cached)
+        default_tok = tok_spec == TokenizerSpec("word")
         manifest.update(ids=f"index of the generated text (0..{sum(sizes) - 1}) for this data seed",
-                        task="multilabel" if multi else "classification", vocab_size=len(d["vocab"]),
-                        pad_id=PAD_ID, max_len=TEXTSYNTH_MAX_LEN,
-                        tokenizer="word-level vocabulary from the training split only")
+                        task="multilabel" if multi else "classification", vocab_size=d["tokenizer"].vocab_size,
+                        pad_id=d["tokenizer"].pad_id, max_len=TEXTSYNTH_MAX_LEN,
+                        tokenizer="word-level vocabulary from the training split only" if default_tok
+                        else tok_spec.describe())
     elif kind in ("textcsv", "jsonl"):
         texts, labels, multi = load_text_rows(kind, arg, text_column, None if label_column is None
                                               else str(label_column))
         parts = hashed_split(len(texts), seed, split_sizes(len(texts), FRACTIONS, f"text file {arg}"))
-        d = encode_text_splits(texts, labels, parts, multi, TEXT_MAX_LEN, arg)
+        d = encode_text_splits(texts, labels, parts, multi, TEXT_MAX_LEN, arg, tok_spec)
         train, val, test = (_tensor_split(*d[k], source_ids=p) for k, p in zip(("train", "val", "test"), parts))
         names = d["classes"]
         d.update(mean=[0.0], std=[1.0])
         manifest.update(source=str(Path(arg).expanduser()), ids="data row number from 0", fractions=list(FRACTIONS),
-                        task="multilabel" if multi else "classification", vocab_size=len(d["vocab"]),
-                        pad_id=PAD_ID, max_len=TEXT_MAX_LEN,
-                        tokenizer="word-level vocabulary from the training split only")
+                        task="multilabel" if multi else "classification", vocab_size=d["tokenizer"].vocab_size,
+                        pad_id=d["tokenizer"].pad_id, max_len=TEXT_MAX_LEN, tokenizer=tok_spec.describe())
     elif kind in ("cifar10", "cifar100"):
         d = load_cifar_arrays(arg, kind)
         x_all, y_all = d["train"]
@@ -235,4 +256,4 @@ def load_dataset(spec: str, *, seed: int = 0, label_column: str | int | None = N
     manifest.update(class_names=list(names), num_classes=len(names), input_shape=list(train.input_shape),
                     normalization={"mean": d["mean"], "std": d["std"]})
     return DatasetSplits(name=kind, train=train, val=val, test=test, class_names=list(names), sub_names=sub_names,
-                         manifest=manifest, mean=list(d["mean"]), std=list(d["std"]))
+                         manifest=manifest, mean=list(d["mean"]), std=list(d["std"]), tokenizer=d.get("tokenizer"))

@@ -23,19 +23,20 @@ other 90%): a gap of 21.5 points. One seed only; ``TOPIC_P`` and ``N_TOPIC`` wer
 a bag-of-words logistic regression as a quick proxy, then with the transformer: ``TOPIC_P`` 0.15 gave 71.5% test
 accuracy and a 24.5-point gap).
 
-Tokenisation: a word-level vocabulary **built from the training split only** (pad id 0, unknown id 1, then the
-training words by decreasing frequency, ties by spelling); val/test words unseen in training map to the unknown id.
+Tokenisation: by default a word-level vocabulary **built from the training split only** (pad id 0, unknown id 1,
+then the training words by decreasing frequency, ties by spelling); val/test words unseen in training map to the
+unknown id. ``tokenizer=`` (``--tokenizer bpe|wordpiece``) trains a sub-word vocabulary on the training texts
+instead (:mod:`unlearnkit.data.tokenizer`).
 Token ids are padded (or cut) to ``max_len`` with the pad id. The ids are stored as float tensors like every other
 dataset's inputs (exact for ids < 2**24); the ``transformer`` model reads them as integers.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-
 import numpy as np
 
 from ..errors import DataError
+from .tokenizer import TextTokenizer, TokenizerSpec, fit_tokenizer
 
 __all__ = ["PAD_ID", "UNK_ID", "build_vocab", "encode", "generate_textsynth", "load_textsynth"]
 
@@ -91,32 +92,31 @@ def generate_textsynth(n: int, *, seed: int, multilabel: bool = False,
 
 
 def build_vocab(texts: list[list[str]]) -> list[str]:
-    """Word list (index = token id) from ``texts`` only: ``[pad], [unk]``, then words by frequency, then spelling."""
-    counts = Counter(w for t in texts for w in t)
-    return ["[PAD]", "[UNK]"] + sorted(counts, key=lambda w: (-counts[w], w))
+    """Word list (index = token id) from ``texts`` only: ``[pad], [unk]``, then words by frequency, then spelling
+    (the ``word`` tokenizer of :mod:`unlearnkit.data.tokenizer`)."""
+    return list(fit_tokenizer(texts, TokenizerSpec("word")).vocab or [])
 
 
 def encode(texts: list[list[str]], vocab: list[str], max_len: int) -> np.ndarray:
     """Token ids ``(n, max_len)`` (int64), cut or padded with :data:`PAD_ID`; unknown words get :data:`UNK_ID`."""
-    index = {w: i for i, w in enumerate(vocab)}
-    out = np.full((len(texts), max_len), PAD_ID, dtype=np.int64)
-    for i, t in enumerate(texts):
-        ids = [index.get(w, UNK_ID) for w in t[:max_len]]
-        out[i, :len(ids)] = ids
-    return out
+    return TextTokenizer("word", vocab=vocab, pad_id=PAD_ID, unk_id=UNK_ID).encode(texts, max_len)
 
 
 def load_textsynth(n_train: int, n_val: int, n_test: int, *, seed: int = 0, multilabel: bool = False,
-                   max_len: int = MAX_LEN) -> dict:
-    """Generate, tokenise (vocabulary from the training split only) and split the dataset."""
+                   max_len: int = MAX_LEN, tokenizer: TokenizerSpec | None = None) -> dict:
+    """Generate, tokenise (``tokenizer``, default the word level, trained on the training split only) and split
+    the dataset; ``"tokenizer"`` in the result is the fitted :class:`~unlearnkit.data.tokenizer.TextTokenizer`."""
     if min(n_train, n_val, n_test) < 1:
         raise DataError(f"textsynth sizes must be positive, got {(n_train, n_val, n_test)}")
     texts, y = generate_textsynth(n_train + n_val + n_test, seed=seed, multilabel=multilabel)
     cuts = {"train": (0, n_train), "val": (n_train, n_train + n_val),
             "test": (n_train + n_val, n_train + n_val + n_test)}
-    vocab = build_vocab(texts[:n_train])
-    out: dict = {"vocab": vocab, "max_len": max_len}
+    spec = tokenizer or TokenizerSpec("word")
+    # the word level reads the generated word lists as they are; the sub-word kinds read the texts they spell
+    as_input = (lambda ts: ts) if spec.kind == "word" else (lambda ts: [" ".join(t) for t in ts])
+    tok = fit_tokenizer(as_input(texts[:n_train]), spec)
+    out: dict = {"vocab": tok.vocab, "max_len": max_len, "tokenizer": tok}
     for k, (a, b) in cuts.items():
-        out[k] = (encode(texts[a:b], vocab, max_len), y[a:b])
+        out[k] = (tok.encode(as_input(texts[a:b]), max_len), y[a:b])
         out[f"{k}_ids"] = np.arange(a, b)
     return out
