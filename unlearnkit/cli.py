@@ -339,7 +339,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .distributed import is_main_process
     from .evaluation import summarize, write_report
     from .methods.base import get_method
-    from .pipeline import parse_overrides
+    from .pipeline import methods_for_task, parse_overrides
 
     t_start = time.perf_counter()
     seeds = args.seeds = _parse_seeds(args.seeds)
@@ -360,6 +360,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         for m in searchable:
             overrides.setdefault(m, {}).setdefault("search", "true")
     exp = _experiment(args)
+    methods = methods_for_task(methods, exp.task, explicit=args.methods.strip() != "all", log=exp.log)
     out = Path(args.out)
     request = args.forget
     # Everything that can be checked is checked before any training: the request for every seed, every method's
