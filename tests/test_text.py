@@ -253,9 +253,7 @@ def test_cli_run_on_textsynth_end_to_end(tmp_path) -> None:
     res = json.loads((out / "results.json").read_text())
     text = json.dumps(res)
     assert "transformer" in text and "gradtau" in text and "finetune" in text
-    p = cli("run", "--dataset", "textsynth-multilabel:120", "--methods", "finetune", "--epochs", "1",
-            "--out", str(tmp_path / "r2"), "--cache-dir", str(tmp_path / "cache"), "-q")
-    assert p.returncode == 2 and "multilabel" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    # textsynth-multilabel through the CLI: tests/test_text_eval.py
 
 
 # ----------------------------------------------------------------------------------------------------------------

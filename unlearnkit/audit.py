@@ -179,7 +179,13 @@ SMALL_K = 32
 def run_audit(exp: Experiment, *, request: str, methods: list[str], k: int = 32, n: int | None = None,
               seed: int = 0, out: Path, overrides: dict[str, dict[str, Any]] | None = None,
               log: Callable[[str], None] = print, run_info: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Audit ``methods`` (plus ``original`` and ``retrain``) and write ``out/audit.json`` and ``out/audit.md``."""
+    """Audit ``methods`` (plus ``original`` and ``retrain``) and write ``out/audit.json`` and ``out/audit.md``.
+
+    Raises:
+        UnsupportedTaskError: the dataset is not single-label classification (U-LiRA's statistic and the
+            forgetting-quality test are defined on one true class per example).
+    """
+    exp.data.require_classification("unlearnkit audit (U-LiRA and forgetting quality)")
     if k < 4 or k % 2:
         raise ConfigError(f"--models must be an even number >= 4 (shadows come in complementary pairs), got {k}")
     n = n or k

@@ -344,7 +344,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .evaluation import summarize, write_report
     from .evaluation.verdicts import annotate
     from .methods.base import get_method
-    from .pipeline import parse_overrides
+    from .pipeline import methods_for_task, parse_overrides
 
     t_start = time.perf_counter()
     seeds = args.seeds = _parse_seeds(args.seeds)
@@ -365,6 +365,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         for m in searchable:
             overrides.setdefault(m, {}).setdefault("search", "true")
     exp = _experiment(args)
+    methods = methods_for_task(methods, exp.task, explicit=args.methods.strip() != "all", log=exp.log)
     out = Path(args.out)
     request = args.forget
     # Everything that can be checked is checked before any training: the request for every seed, every method's
@@ -491,6 +492,13 @@ def _report_ids(exp: Any, split: Any) -> dict[str, Any] | None:
     return rec
 
 
+def _label_text(names: list[str], y: Any) -> str:
+    """A training example's class name; a multi-hot target's positive labels joined with ``|``."""
+    if getattr(y, "ndim", 0) == 1:
+        return "|".join(names[i] for i in y.nonzero().flatten().tolist())
+    return names[int(y)]
+
+
 def cmd_ids(args: argparse.Namespace) -> int:
     """Show how user ids map to the splits: the dataset's id scheme, then one line per id (split, index, class)."""
     from .data.ids import read_ids_file, resolve_user_ids
@@ -508,11 +516,11 @@ def cmd_ids(args: argparse.Namespace) -> int:
         for name, ds in (("train", s.train), ("val", s.val), ("test", s.test)):
             src = ds.source_ids if ds.source_ids is not None else range(len(ds))
             for i, v in list(enumerate(src))[: args.limit]:
-                print(f"{v}\t{name}\t{i}\t{s.class_names[int(ds.y[i])]}")
+                print(f"{v}\t{name}\t{i}\t{_label_text(s.class_names, ds.y[i])}")
         return 0
     res = resolve_user_ids(wanted, s.train, held_out={"val": s.val, "test": s.test})
     for uid, i in zip(res.train_ids, res.train_idx.tolist()):
-        print(f"{uid}\ttrain\t{i}\t{s.class_names[int(s.train.y[i])]}")
+        print(f"{uid}\ttrain\t{i}\t{_label_text(s.class_names, s.train.y[i])}")
     for name, held in res.held_out.items():
         for uid in held:
             print(f"{uid}\t{name}\t-\t(held out: never trained on)")

@@ -197,9 +197,32 @@ def check_supported(spec: MethodSpec, split: ForgetSplit, task: Task | None = No
         return f"{spec.name} does not support {kind} requests (supports: {ok})"
     if spec.requires_forget_classes and not split.forget_classes:
         return f"{spec.name} needs whole forgotten classes"
-    if task is not None and task.name not in spec.tasks:
+    return task_reason(spec, task) if task is not None else None
+
+
+def task_reason(spec: MethodSpec, task: Task) -> str | None:
+    """None if ``spec`` serves ``task``; otherwise the method's one-line capability message."""
+    if task.name not in spec.tasks:
         return f"{spec.name} does not serve the {task.name} task" + (f" ({spec.task_note})" if spec.task_note else "")
     return None
+
+
+def methods_for_task(methods: list[str], task: Task, *, explicit: bool, log: Log = print) -> list[str]:
+    """``methods`` that serve ``task``. A method named explicitly that does not is an error (its capability
+    message, :class:`UnsupportedTaskError`); under ``--methods all`` (``explicit=False``) it is skipped with a
+    warning line."""
+    keep = []
+    for name in methods:
+        reason = task_reason(get_method(name), task)
+        if reason is None:
+            keep.append(name)
+        elif explicit:
+            raise UnsupportedTaskError(f"{reason}; drop it from --methods")
+        else:
+            log(f"warning: skipping {name}: {reason}")
+    if not keep:
+        raise UnsupportedTaskError(f"none of the methods serves the {task.name} task")
+    return keep
 
 
 class ExperimentData:
@@ -219,12 +242,6 @@ class ExperimentData:
         if self._splits is None:
             self._splits = load_dataset(self.dataset_spec, seed=self.data_seed, label_column=self.label_column,
                                         **self.data_options)
-            if self._splits.manifest.get("task", "classification") != "classification":
-                task = self._splits.manifest["task"]
-                self._splits = None
-                raise UnsupportedTaskError(
-                    f"dataset {self.dataset_spec!r} is a {task} task, which the evaluator and reports do not handle "
-                    f"yet; use the Python API: unlearnkit.unlearn(..., task={task!r})")
         return self._splits
 
     @property
@@ -232,8 +249,20 @@ class ExperimentData:
         """The dataset's task (``classification`` unless its manifest says otherwise)."""
         return get_task(self.splits.manifest.get("task"))
 
+    def require_classification(self, what: str) -> None:
+        """Raise :class:`UnsupportedTaskError` (one line) when the dataset's task is not classification: for the
+        commands and requests defined only for single-label classes (``what`` names them)."""
+        task = self.task.name
+        if task != "classification":
+            raise UnsupportedTaskError(f"{what} supports single-label classification datasets only; "
+                                       f"{self.dataset_spec!r} is a {task} task")
+
     def resolve(self, request: str | ForgetRequest, seed: int) -> ForgetSplit:
         req = ForgetRequest.parse(request) if isinstance(request, str) else request
+        if req.kind in ("class", "subclass") and self.task.name != "classification":
+            raise UnsupportedTaskError(f"{req.kind}: requests are not defined on the {self.task.name} dataset "
+                                       f"{self.dataset_spec!r} (an example carries several labels); forget a "
+                                       "random: or ids: set instead")
         s = self.splits
         return req.resolve(s.train, class_names=s.class_names, seed=seed, sub_names=s.sub_names,
                            held_out={"val": s.val, "test": s.test})
@@ -254,7 +283,8 @@ class ExperimentData:
         s = self.splits
         test, val = (s.val, None) if val_as_test else (s.test, s.val)
         return Evaluator(EvalSets(forget=split.forget_set(s.train), retain=split.retain_set(s.train), test=test,
-                                  val=val, forget_classes=split.forget_classes, num_classes=s.num_classes),
+                                  val=val, forget_classes=split.forget_classes, num_classes=s.num_classes,
+                                  task=self.task),
                          device=device, seed=seed)
 
 

@@ -234,8 +234,10 @@ def predict_logits(model: nn.Module, dataset: Dataset, *, batch_size: int = 512,
 
 
 def evaluate_accuracy(model: nn.Module, dataset: Dataset, **kw: Any) -> float:
-    """Top-1 accuracy in percent."""
+    """Top-1 accuracy in percent (multi-hot targets: against their argmax, docs/metrics.md)."""
     logits = predict_logits(model, dataset, **kw)
     y = torch.as_tensor([int(t) for _, t in DataLoader(dataset, batch_size=4096) for t in t]) \
         if not hasattr(dataset, "y") else dataset.y  # type: ignore[attr-defined]
+    if y.ndim == 2:  # multi-hot targets: the multi-label accuracy (argmax of the logits == argmax of the target)
+        y = y.argmax(1)
     return float((logits.argmax(1) == y).float().mean() * 100) if len(y) else float("nan")

@@ -43,7 +43,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
-from ..errors import ConfigError, DataError, UnlearnWarning
+from ..errors import ConfigError, DataError, UnlearnWarning, UnsupportedTaskError
 from . import metrics as M
 from .signals import Signals, compute_signals, model_hash
 
@@ -58,9 +58,27 @@ LOSS_HIST_EDGES = np.logspace(-6.0, 2.0, 33)
 _SET_NAMES = ("forget", "retain", "test", "val")
 
 
-def _labels_of(ds: Dataset) -> np.ndarray | None:
+def _labels_of(ds: Dataset, multilabel: bool = False) -> np.ndarray | None:
+    """The class ids of a set's ``.y`` (None without one); multi-label: the primary label, argmax of the target."""
     y = getattr(ds, "y", None)
-    return y.detach().cpu().numpy().astype(np.int64) if isinstance(y, torch.Tensor) else None
+    if not isinstance(y, torch.Tensor):
+        return None
+    if multilabel:
+        if y.ndim != 2:
+            raise DataError(f"a multi-label task needs multi-hot targets of shape (N, labels), got a set with "
+                            f"labels of shape {tuple(y.shape)}")
+        return y.detach().cpu().argmax(dim=1).numpy().astype(np.int64)
+    return y.detach().cpu().numpy().astype(np.int64)
+
+
+def _task_name(task: Any) -> str:
+    """``classification`` or ``multilabel``, the tasks the evaluator scores; any other task is refused."""
+    from ..tasks import as_task
+
+    name = as_task(task).name
+    if name not in ("classification", "multilabel"):
+        raise UnsupportedTaskError(f"the evaluator scores classification and multilabel tasks, not {name!r}")
+    return name
 
 
 def _len(ds: Dataset) -> int:
@@ -81,10 +99,17 @@ class EvalSets:
         val: an optional validation split (reported as ``val_acc``).
         forget_classes: the forgotten class ids for class requests, None for random / id / sub-class requests.
             Turns on ``test_acc_remaining`` / ``test_acc_forgotten`` and turns off the Streisand flag.
-        num_classes: number of classes; inferred from the labels (max + 1) when None.
+        num_classes: number of classes; inferred from the labels (max + 1) when None (multi-label: the targets'
+            width).
+        task: ``"classification"`` (default; also a classification :class:`~unlearnkit.tasks.Task` or a bare loss
+            function) or ``"multilabel"``: the sets' ``.y`` are multi-hot targets ``(N, labels)``, accuracy is
+            argmax of the logits against argmax of the target, the loss signal is BCE summed over labels
+            (``docs/metrics.md``). Class requests (``forget_classes``) are not defined for multi-label sets.
 
     Raises:
         DataError: an empty set, labels out of range, or forget labels outside ``forget_classes``.
+        UnsupportedTaskError: a task other than classification and multilabel, or ``forget_classes`` with a
+            multi-label task.
     """
 
     forget: Dataset
@@ -93,8 +118,14 @@ class EvalSets:
     val: Dataset | None = None
     forget_classes: tuple[int, ...] | None = None
     num_classes: int | None = None
+    task: Any = None
 
     def __post_init__(self) -> None:
+        self.task = _task_name(self.task)
+        multi = self.task == "multilabel"
+        if multi and self.forget_classes is not None:
+            raise UnsupportedTaskError("class requests are not defined on a multi-label task (an example carries "
+                                       "several labels); forget a random: or ids: set instead")
         for name in _SET_NAMES:
             ds = getattr(self, name)
             if ds is None and name == "val":
@@ -102,14 +133,21 @@ class EvalSets:
             if ds is None or _len(ds) == 0:
                 raise DataError(f"the {name} set is empty or missing: the evaluator needs at least one example in "
                                 "forget, retain and test")
-        labels = {n: _labels_of(getattr(self, n)) for n in _SET_NAMES if getattr(self, n) is not None}
+        labels = {n: _labels_of(getattr(self, n), multi) for n in _SET_NAMES if getattr(self, n) is not None}
         if self.num_classes is None:
             if any(v is None for v in labels.values()):
                 raise DataError("num_classes is needed when a set does not expose its labels as a `.y` tensor")
-            self.num_classes = int(max(int(v.max()) for v in labels.values() if v is not None)) + 1
+            self.num_classes = (int(self.forget.y.shape[1]) if multi  # type: ignore[attr-defined]
+                                else int(max(int(v.max()) for v in labels.values() if v is not None)) + 1)
         self.num_classes = int(self.num_classes)
         if self.num_classes < 2:
             raise DataError(f"num_classes must be at least 2, got {self.num_classes}")
+        if multi:
+            for n in _SET_NAMES:
+                y = getattr(getattr(self, n), "y", None)
+                if isinstance(y, torch.Tensor) and y.shape[1] != self.num_classes:
+                    raise DataError(f"the {n} set's targets have {y.shape[1]} labels, not num_classes="
+                                    f"{self.num_classes}")
         for n, y in labels.items():
             if y is not None and (y.min() < 0 or y.max() >= self.num_classes):
                 raise DataError(f"{n} labels must lie in [0, {self.num_classes - 1}], got range "
@@ -221,7 +259,7 @@ class Evaluator:
         if key not in self._signals:
             self._signals[key] = compute_signals(model, self._data[name], name, batch_size=self.batch_size,
                                                  device=self.device, num_classes=self.sets.num_classes,
-                                                 on_batch=self._count)
+                                                 on_batch=self._count, multilabel=self.sets.task == "multilabel")
         return self._signals[key]
 
     # -----------------------------------------------------------------------------------------------------------
@@ -336,10 +374,13 @@ class Evaluator:
             f, fr = self.signals(model, "forget", _hash=h), self.signals(reference, "forget", _hash=hr)
             t, tr = self.signals(model, "test", _hash=h), self.signals(reference, "test", _hash=hr)
             if f.finite and fr.finite and t.finite and tr.finite:
-                m["js_to_retrain"] = M.js_divergence(f.logits, fr.logits)
-                m["js_to_retrain_test"] = M.js_divergence(t.logits, tr.logits)
-                m["act_dist_to_retrain"] = M.activation_distance(f.logits, fr.logits)
-                m["act_dist_to_retrain_test"] = M.activation_distance(t.logits, tr.logits)
+                # Multi-label outputs are per-label Bernoulli probabilities σ(z), not one softmax distribution.
+                js, act = ((M.bernoulli_js_divergence, M.sigmoid_activation_distance) if f.multilabel
+                           else (M.js_divergence, M.activation_distance))
+                m["js_to_retrain"] = js(f.logits, fr.logits)
+                m["js_to_retrain_test"] = js(t.logits, tr.logits)
+                m["act_dist_to_retrain"] = act(f.logits, fr.logits)
+                m["act_dist_to_retrain_test"] = act(t.logits, tr.logits)
             m["per_class_l1_gap"] = M.per_class_l1_gap(m["per_class_test_acc"], ra["per_class_test_acc"])
         m["_plots"] = plots
         return _none_if_nan(m)

@@ -33,6 +33,8 @@ __all__ = [
     "accuracy",
     "activation_distance",
     "avg_gap",
+    "bernoulli_entropy",
+    "bernoulli_js_divergence",
     "class_matched_mask",
     "cross_entropy_losses",
     "entropy",
@@ -48,6 +50,7 @@ __all__ = [
     "per_class_accuracy",
     "per_class_l1_gap",
     "roc_auc",
+    "sigmoid_activation_distance",
     "softmax",
     "streisand_flag",
     "streisand_margin",
@@ -125,6 +128,19 @@ def entropy(logits: Any) -> np.ndarray:
     p = np.exp(lp)
     # 0·log 0 = 0: exp(-inf) is exactly 0, and the product with a finite mask avoids nan.
     return -np.sum(np.where(p > 0, p * lp, 0.0), axis=1)
+
+
+def _bernoulli_logits(logits: Any) -> np.ndarray:
+    """``(n, L)`` multi-label logits as ``(n·L, 2)`` two-class logits ``[z, 0]``: softmax of a row is
+    ``[σ(z), 1 − σ(z)]``, the label's Bernoulli distribution, so the softmax metrics apply per label."""
+    z = _logits(logits)
+    return np.stack([z.reshape(-1), np.zeros(z.size)], axis=1)
+
+
+def bernoulli_entropy(logits: Any) -> np.ndarray:
+    """Multi-label: per-example sum over labels of the binary entropy of ``σ(z_l)`` (nats)."""
+    z = _logits(logits)
+    return entropy(_bernoulli_logits(z)).reshape(z.shape).sum(axis=1)
 
 
 def _log1m_softmax(logits: np.ndarray) -> np.ndarray:
@@ -411,6 +427,31 @@ def js_divergence(logits_p: Any, logits_q: Any) -> float:
     kl_pm = np.sum(np.where(p > 0, p * (lp - lm), 0.0), axis=1)
     kl_qm = np.sum(np.where(q > 0, q * (lq - lm), 0.0), axis=1)
     return float(np.mean(0.5 * kl_pm + 0.5 * kl_qm))
+
+
+def bernoulli_js_divergence(logits_p: Any, logits_q: Any) -> float:
+    """Multi-label: mean over examples of the Jensen–Shannon divergence of the two models' per-label Bernoulli
+    outputs ``σ(z_l)``, summed over the labels (nats; per example in ``[0, L·ln 2]``). Lower is better."""
+    zp, zq = _logits(logits_p), _logits(logits_q)
+    if zp.shape != zq.shape:
+        raise DataError(f"the two models' logits differ in shape: {zp.shape} vs {zq.shape}")
+    if zp.shape[0] == 0:
+        return math.nan
+    return js_divergence(_bernoulli_logits(zp), _bernoulli_logits(zq)) * zp.shape[1]
+
+
+def sigmoid_activation_distance(logits_p: Any, logits_q: Any) -> float:
+    """Multi-label: mean over examples of ``‖σ(p) − σ(q)‖₂`` over the per-label probabilities. Lower is better."""
+    zp, zq = _logits(logits_p), _logits(logits_q)
+    if zp.shape != zq.shape:
+        raise DataError(f"the two models' logits differ in shape: {zp.shape} vs {zq.shape}")
+    if zp.shape[0] == 0:
+        return math.nan
+    return float(np.mean(np.linalg.norm(_sigmoid(zp) - _sigmoid(zq), axis=1)))
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return np.exp(-np.logaddexp(0.0, -z))
 
 
 def activation_distance(logits_p: Any, logits_q: Any) -> float:

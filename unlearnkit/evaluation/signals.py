@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..distributed import gather_rows, is_distributed, rank, world_size
 from ..errors import DataError
+from ..tasks import MultiLabelTask
 from . import metrics as M
 
 __all__ = ["Signals", "compute_signals", "model_hash"]
@@ -31,13 +32,22 @@ class Signals:
     Attributes:
         name: the set's name (``forget``, ``retain``, ``test``, ``val``).
         logits: the model's raw outputs, in example order.
-        labels: the true labels.
+        labels: the true labels; for a multi-label task the *primary* label of each example, the argmax of its
+            multi-hot target (the first positive label), which accuracy and the per-class metrics compare with.
+        targets: the multi-hot targets (float32, ``n × C``) of a multi-label task; ``None`` for classification.
+            With targets, the loss is the BCE with logits summed over labels (the task's membership signal) and
+            entropy is the sum of the per-label binary entropies (``docs/metrics.md``).
     """
 
     name: str
     logits: np.ndarray
     labels: np.ndarray
+    targets: np.ndarray | None = None
     _cache: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    @property
+    def multilabel(self) -> bool:
+        return self.targets is not None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -49,7 +59,10 @@ class Signals:
 
     @property
     def losses(self) -> np.ndarray:
-        """Per-example cross-entropy (float64)."""
+        """Per-example cross-entropy (float64); multi-label: BCE with logits summed over the labels."""
+        if self.targets is not None:
+            targets = self.targets
+            return self._get("losses", lambda: MultiLabelTask().example_losses(self.logits, targets))
         return self._get("losses", lambda: M.cross_entropy_losses(self.logits, self.labels))
 
     @property
@@ -59,8 +72,9 @@ class Signals:
 
     @property
     def entropy(self) -> np.ndarray:
-        """Per-example softmax entropy (nats)."""
-        return self._get("entropy", lambda: M.entropy(self.logits))
+        """Per-example softmax entropy (nats); multi-label: the sum of the per-label binary entropies."""
+        fn = M.bernoulli_entropy if self.targets is not None else M.entropy
+        return self._get("entropy", lambda: fn(self.logits))
 
     @property
     def predictions(self) -> np.ndarray:
@@ -79,7 +93,8 @@ class Signals:
 
     def subset(self, idx: np.ndarray, name: str | None = None) -> Signals:
         """The signals of the rows ``idx`` (no forward pass)."""
-        return Signals(name or self.name, self.logits[idx], self.labels[idx])
+        return Signals(name or self.name, self.logits[idx], self.labels[idx],
+                       None if self.targets is None else self.targets[idx])
 
 
 def model_hash(model: nn.Module) -> str:
@@ -124,7 +139,7 @@ def _model_device(model: nn.Module) -> torch.device:
 
 def compute_signals(model: nn.Module, ds: Dataset, name: str, *, batch_size: int = 512,
                     device: torch.device | str | None = None, num_classes: int | None = None,
-                    on_batch: Callable[[], None] | None = None) -> Signals:
+                    on_batch: Callable[[], None] | None = None, multilabel: bool = False) -> Signals:
     """One forward pass of ``model`` over ``ds`` in eval mode, without gradients.
 
     The model runs where its parameters are unless ``device`` differs, in which case it is moved there for the pass
@@ -138,6 +153,8 @@ def compute_signals(model: nn.Module, ds: Dataset, name: str, *, batch_size: int
         device: where to run; None uses the model's own device.
         num_classes: if given, labels outside ``[0, num_classes)`` and logits of another width raise DataError.
         on_batch: called once per forward call (the evaluator counts passes with it).
+        multilabel: the set's targets are multi-hot vectors ``(n, C)`` (kept as :attr:`Signals.targets`; the
+            labels are their argmax).
 
     Raises:
         DataError: empty set, labels out of range, outputs that are not 2-D class logits. Non-finite logits are
@@ -166,7 +183,8 @@ def compute_signals(model: nn.Module, ds: Dataset, name: str, *, batch_size: int
                 if on_batch is not None:
                     on_batch()
                 zs.append(z.detach().float().cpu())
-                ys.append(torch.as_tensor(yb).long().cpu())
+                yb = torch.as_tensor(yb).cpu()
+                ys.append(yb.float() if multilabel else yb.long())
     finally:
         if dev != home:
             model.to(home)
@@ -180,7 +198,19 @@ def compute_signals(model: nn.Module, ds: Dataset, name: str, *, batch_size: int
     else:
         logits_t, labels_t = torch.cat(zs), torch.cat(ys)
     logits = logits_t.numpy()
-    labels = labels_t.numpy().astype(np.int64)
+    targets = None
+    if multilabel:
+        targets = labels_t.numpy().astype(np.float32)
+        if targets.ndim != 2 or targets.shape[0] != logits.shape[0] or not np.isin(targets, (0.0, 1.0)).all():
+            raise DataError(f"the {name} set's targets must be 0/1 multi-hot vectors of shape (N, labels) for a "
+                            f"multi-label task, got shape {tuple(targets.shape)}")
+        if logits.shape != targets.shape:
+            raise DataError(f"the model returned outputs of shape {tuple(logits.shape)} on the {name} set, whose "
+                            f"targets have shape {tuple(targets.shape)}; a multi-label model needs one logit per "
+                            "label")
+        labels = targets.argmax(axis=1).astype(np.int64)
+    else:
+        labels = labels_t.numpy().astype(np.int64)
     if logits.ndim != 2:
         raise DataError(f"the model returned outputs of shape {tuple(logits.shape)} on the {name} set; the "
                         "evaluator needs class logits of shape (batch, num_classes)")
@@ -191,4 +221,4 @@ def compute_signals(model: nn.Module, ds: Dataset, name: str, *, batch_size: int
         if labels.min() < 0 or labels.max() >= num_classes:
             raise DataError(f"{name} labels must lie in [0, {num_classes - 1}], got range "
                             f"[{labels.min()}, {labels.max()}]")
-    return Signals(name, logits, labels)
+    return Signals(name, logits, labels, targets)

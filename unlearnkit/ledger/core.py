@@ -266,9 +266,11 @@ class Ledger:
             kw = {"model": model.get("name"), "model_kwargs": model.get("kwargs") or {}}
             if manifest.get("recipe"):
                 kw["recipe"] = TrainRecipe.from_dict(manifest["recipe"])  # references train like the original
-        return Experiment(dataset["spec"], data_seed=int(dataset.get("seed", 0)), cache_dir=self.cache_dir,
-                          device=self.device, progress=False, log=self.log,
-                          label_column=dataset.get("label_column"), **kw)
+        exp = Experiment(dataset["spec"], data_seed=int(dataset.get("seed", 0)), cache_dir=self.cache_dir,
+                         device=self.device, progress=False, log=self.log,
+                         label_column=dataset.get("label_column"), **kw)
+        exp.data.require_classification("the deletion-request ledger (unlearnkit request / ledger)")
+        return exp
 
     def _from_checkpoint(self, checkpoint: str | os.PathLike[str], *, dataset: str | None = None,
                          model: str | None = None, data_seed: int = 0, label_column: str | None = None
