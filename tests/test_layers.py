@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("methods",),
     ("api",),
     ("evaluation",),
-    ("pipeline", "bench", "audit", "testing", "tune"),
+    ("pipeline", "bench", "audit", "testing", "tune", "genrun"),
     ("ledger",),
     ("cli", "cli_ledger", "cli_tune", "__main__"),
 ]

@@ -278,7 +278,7 @@ def test_without_mask_and_with_adamw_runs(setup) -> None:
 
 
 @pytest.mark.parametrize("kw, field", [({"gamma": 0.0}, "gamma"), ({"lam": -1.0}, "lam"),
-                                       ({"optimizer": "adam"}, "optimizer"), ({"forget_freq": 0}, "forget_freq"),
+                                       ({"optimizer": "rmsprop"}, "optimizer"), ({"forget_freq": 0}, "forget_freq"),
                                        ({"max_norm": 0.0}, "max_norm"), ({"n_iters": -1}, "n_iters"),
                                        ({"alpha_schedule": "exp"}, "alpha_schedule"),
                                        ({"forget_alpha": float("inf")}, "forget_alpha"),

@@ -20,7 +20,6 @@ from .errors import (
     ConfigError,
     DataError,
     DivergedError,
-    IncompatibleModelError,
     UnsupportedRequestError,
     UnsupportedTaskError,
 )
@@ -230,9 +229,10 @@ def _check_overlap(f: _Scan | None, r: _Scan | None, forget: DataLoader | None, 
 
 
 def _probe_shapes(model: nn.Module, loaders: Iterable[tuple[str, DataLoader | None]], num_classes: int | None,
-                  device: torch.device) -> int | None:
-    """One forward pass on a single example of each loader: catches shape mismatches before any heavy work.
-    Returns the number of logits the model outputs (None if no loader could be probed)."""
+                  device: torch.device, task: Task | None = None) -> int | None:
+    """One forward pass on a single example of each loader (through ``task.probe``): catches shape mismatches
+    before any heavy work. Returns the number of classes of the model (None if no loader could be probed)."""
+    the_task = task if task is not None else ClassificationTask()
     was = model.training
     model.eval()
     width = None
@@ -243,17 +243,14 @@ def _probe_shapes(model: nn.Module, loaders: Iterable[tuple[str, DataLoader | No
                     continue
                 x0 = torch.as_tensor(loader.dataset[0][0]).unsqueeze(0).to(device)  # type: ignore[index]
                 try:
-                    out = model(x0)
+                    k = the_task.probe(model, x0)
                 except (RuntimeError, ValueError, TypeError, IndexError) as e:
                     msg = (str(e).splitlines() or [type(e).__name__])[0]
                     raise DataError(f"the model cannot take the {name} inputs of shape {tuple(x0.shape[1:])}: "
                                     f"{msg}") from None
-                if not isinstance(out, torch.Tensor) or out.ndim != 2:
-                    raise IncompatibleModelError("the model must map a batch to logits of shape "
-                                                 f"(batch, classes); got {getattr(out, 'shape', type(out))}")
-                if num_classes is not None and out.shape[1] != num_classes:
-                    raise DataError(f"the model outputs {out.shape[1]} logits but num_classes={num_classes}")
-                width = int(out.shape[1])
+                if num_classes is not None and k is not None and k != num_classes:
+                    raise DataError(f"the model outputs {k} logits but num_classes={num_classes}")
+                width = k
     finally:
         model.train(was)
     return width
@@ -379,7 +376,8 @@ def unlearn(model: nn.Module, *, forget: DataLoader | None, retain: DataLoader |
             forget_classes: Iterable[int] | None = None, num_classes: int | None = None,
             loss_fn: Callable[..., torch.Tensor] | None = None, stats: Any = None,
             device: torch.device | str | None = None, inplace: bool = False,
-            progress: bool = False, task: Task | str | None = None) -> UnlearnResult:
+            progress: bool = False, task: Task | str | None = None,
+            on_step: Callable[[int, nn.Module], None] | None = None) -> UnlearnResult:
     """Remove the influence of ``forget`` from ``model`` with the method that ``config``'s type selects.
 
     Args:
@@ -400,7 +398,12 @@ def unlearn(model: nn.Module, *, forget: DataLoader | None, retain: DataLoader |
         progress: show progress bars.
         task: the learning problem (:mod:`unlearnkit.tasks`): a :class:`~unlearnkit.tasks.Task` or its name
             (``"classification"``, the default, or ``"multilabel"``). Methods take their loss from it; a method that
-            does not serve the task is refused.
+            does not serve the task is refused. ``"generation"`` is a class-conditional diffusion model
+            ``model(x_t, t, c)`` (:mod:`unlearnkit.tasks.diffusion`); its per-method settings are
+            :func:`unlearnkit.methods.base.config_for_task`.
+        on_step: ``on_step(iteration, model)``, called by iterative methods after each of their iterations
+            (``sfron``, ``salun``, ``finetune``, ``gradient_ascent``; 1-based), e.g. to checkpoint metrics. Its time
+            counts towards ``seconds``; it must not change the model.
 
     Under torch.distributed (launched with ``torchrun``), every rank calls ``unlearn`` with the same arguments: the
     model is wrapped in DistributedDataParallel for methods flagged ``supports_distributed``, data that the method
@@ -468,7 +471,7 @@ def unlearn(model: nn.Module, *, forget: DataLoader | None, retain: DataLoader |
     work = model if inplace else copy.deepcopy(model)
     if device is not None:
         work.to(dev)
-    width = _probe_shapes(work, (("forget", forget), ("retain", retain), ("val", val)), num_classes, dev)
+    width = _probe_shapes(work, (("forget", forget), ("retain", retain), ("val", val)), num_classes, dev, the_task)
     given = num_classes is not None
     if num_classes is None:
         num_classes = width
@@ -488,7 +491,7 @@ def unlearn(model: nn.Module, *, forget: DataLoader | None, retain: DataLoader |
                     raise DataError(msg)
 
     data = UnlearnData(forget=forget, retain=retain, val=val, forget_classes=classes, num_classes=num_classes,
-                       device=dev, stats=stats, progress=progress, task=the_task)
+                       device=dev, stats=stats, progress=progress, task=the_task, on_step=on_step)
 
     # --- run -----------------------------------------------------------------------------------------------------
     net: nn.Module = work

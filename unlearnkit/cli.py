@@ -341,6 +341,14 @@ def _say_settings(exp: Any, methods: list[str], split: Any, seed: int, provenanc
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .distributed import is_main_process
+
+    if args.task == "generation":  # class forgetting in a diffusion model: its own pipeline (unlearnkit.genrun)
+        from .genrun import run_generation
+
+        res = run_generation(args, log=(lambda m: None) if args.quiet else (lambda m: _console().print(m)))
+        _console().print(f"run: {len(res['records'])} records in {Path(args.out) / 'results.json'}; report "
+                         f"{Path(args.out) / 'report.md'} ({res['wall_seconds']:.1f}s)")
+        return 0
     from .evaluation import summarize, write_report
     from .evaluation.verdicts import annotate
     from .methods.base import get_method
@@ -661,6 +669,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import _parse_scenarios, run_bench
     from .pipeline import parse_overrides
 
+    if args.task == "generation":
+        from .genrun import bench_generation
+
+        args.seeds = ",".join(map(str, _parse_seeds(args.seeds)))
+        res = bench_generation(args, log=(lambda m: None) if args.quiet else (lambda m: _console().print(m)))
+        _console().print(f"bench: {sum(len(r['records']) for r in res)} generation records")
+        return 0
+
     t0 = time.perf_counter()
     args.seeds = _parse_seeds(args.seeds)
     methods = _resolve_methods(args.methods)
@@ -858,6 +874,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--record-stats", action="store_true",
                    help="record pgu's layer statistics when training the original (stored beside its checkpoint) "
                         "and run pgu from them, without the retain data")
+    from .genrun import add_generation_options
+
+    add_generation_options(p)
     p.set_defaults(fn=cmd_run)
 
     p = sub.add_parser("methods", help="list registered methods with their paper")
@@ -909,6 +928,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     p.add_argument("--out", default=None, help="output folder (default runs/bench-DATASET)")
     p.add_argument("--set", action="append", metavar="METHOD.FIELD=VALUE")
+    add_generation_options(p)
     p.set_defaults(fn=cmd_bench)
 
     p = sub.add_parser("audit", help="gold-standard audit: U-LiRA and the challenge forgetting quality")

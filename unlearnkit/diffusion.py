@@ -10,15 +10,15 @@ code of Song et al., https://github.com/ermongroup/ddim, ``functions/losses.py``
   with probability 0.1 (cond_drop_prob) during the loss;
 * the "generalized" DDIM sampler with η, guided by ε̃ = (1+w)·ε_c − w·ε_∅ (w = 2).
 
-This file lives at ``unlearnkit/diffusion.py`` because ``unlearnkit/tasks/`` does not exist on this branch; it is
-meant to move to (or be re-exported from) ``unlearnkit/tasks/diffusion.py`` when the task abstraction lands.
+The schedule, the loss, guidance and the task itself live in :mod:`unlearnkit.tasks.diffusion` (the task layer, so
+that methods can use them) and are re-exported here.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -26,134 +26,10 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from .errors import ConfigError, DataError
-from .models.unet import guided_eps
+from .tasks.diffusion import DiffusionTask, LinearSchedule, antithetic_timesteps, diffusion_loss, guided_eps
 
 __all__ = ["DIGITS_RECIPE", "DiffusionTask", "LinearSchedule", "TrainDiffusionLog", "antithetic_timesteps",
-           "diffusion_loss", "sample", "train_diffusion"]
-
-
-@dataclass(frozen=True)
-class LinearSchedule:
-    """DDPM's linear β schedule. ``alphas_cumprod[t]`` is ᾱ_t for t = 0..T−1 (float64 maths, float32 tensors)."""
-
-    T: int = 1000
-    beta_start: float = 1e-4
-    beta_end: float = 0.02
-    betas: torch.Tensor = field(init=False, repr=False, compare=False)
-    alphas_cumprod: torch.Tensor = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.T, int) or self.T < 2:
-            raise ConfigError(f"LinearSchedule T must be an int >= 2, got {self.T!r}")
-        if not 0.0 < self.beta_start <= self.beta_end < 1.0:
-            raise ConfigError(f"need 0 < beta_start <= beta_end < 1, got {self.beta_start}, {self.beta_end}")
-        betas = torch.linspace(self.beta_start, self.beta_end, self.T, dtype=torch.float64)
-        object.__setattr__(self, "betas", betas.float())
-        object.__setattr__(self, "alphas_cumprod", torch.cumprod(1.0 - betas, dim=0).float())
-
-
-def antithetic_timesteps(n: int, T: int, *, generator: torch.Generator | None = None,
-                         device: torch.device | str | None = None) -> torch.Tensor:
-    """One timestep per example: ⌊n/2⌋+1 uniform draws t in [0, T), then T−1−t, truncated to n (DDIM's code)."""
-    t = torch.randint(0, T, (n // 2 + 1,), generator=generator)
-    return torch.cat([t, T - 1 - t])[:n].to(device)
-
-
-def diffusion_loss(model: nn.Module, x0: torch.Tensor, y: torch.Tensor, schedule: LinearSchedule, *,
-                   p_uncond: float = 0.1, null_class: int | None = None, reduction: str = "mean",
-                   generator: torch.Generator | None = None) -> torch.Tensor:
-    """ε-prediction loss of ``model`` on clean images ``x0`` with labels ``y``.
-
-    Random draws, in this order, from ``generator`` (or torch's global RNG): the antithetic timesteps, the noise ε
-    (shape of ``x0``), then the label-drop coin flips (one uniform per example; dropped when < ``p_uncond``).
-
-    Args:
-        reduction: ``"none"`` (per-example sums over pixels, shape ``(B,)``), ``"mean"`` or ``"sum"`` over the batch.
-
-    Returns:
-        The loss; differentiable in the model's parameters.
-    """
-    if reduction not in ("none", "mean", "sum"):
-        raise ConfigError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
-    if not 0.0 <= p_uncond <= 1.0:
-        raise ConfigError(f"p_uncond must be in [0, 1], got {p_uncond}")
-    null = getattr(model, "null_class", None) if null_class is None else null_class
-    if null is None:
-        raise ConfigError("diffusion_loss needs null_class (the model has no .null_class attribute)")
-    n, dev = x0.shape[0], x0.device
-    t = antithetic_timesteps(n, schedule.T, generator=generator, device=dev)
-    eps = torch.randn(x0.shape, generator=generator).to(dev)
-    drop = torch.rand(n, generator=generator).to(dev) < p_uncond
-    c = torch.where(drop, torch.full_like(y, int(null)), y)
-    a = schedule.alphas_cumprod.to(dev)[t].view(-1, *([1] * (x0.ndim - 1)))
-    x_t = a.sqrt() * x0 + (1.0 - a).sqrt() * eps
-    per = (eps - model(x_t, t, c)).square().flatten(1).sum(1)
-    if reduction == "none":
-        return per
-    return per.mean() if reduction == "mean" else per.sum()
-
-
-class DiffusionTask:
-    """The generation task: what a gradient method needs to train or unlearn a class-conditional diffusion model.
-
-    ``loss(model, x, y, reduction)`` has the classification task's signature, so a method written against the task
-    abstraction calls it unchanged; ``x`` are clean images in [−1, 1] and ``y`` their classes. There is no
-    ``correct`` (a diffusion model does not classify): generation is evaluated with
-    :mod:`unlearnkit.evaluation.generation`.
-
-    Args:
-        schedule: the noise schedule (default: linear, T = 1000).
-        p_uncond: label-drop probability inside the loss (0.1 as the spec).
-        guidance: the guidance scale w used by samplers and guided predictions (2.0 as the spec).
-        generator: optional RNG for the loss's draws (default: torch's global RNG, seeded by the caller).
-    """
-
-    name = "generation"
-
-    def __init__(self, schedule: LinearSchedule | None = None, *, p_uncond: float = 0.1, guidance: float = 2.0,
-                 generator: torch.Generator | None = None) -> None:
-        if not 0.0 <= p_uncond <= 1.0:
-            raise ConfigError(f"p_uncond must be in [0, 1], got {p_uncond}")
-        self.schedule = schedule or LinearSchedule()
-        self.p_uncond, self.guidance, self.generator = p_uncond, guidance, generator
-
-    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-        """The ε-prediction loss (see :func:`diffusion_loss`)."""
-        return diffusion_loss(model, x, y, self.schedule, p_uncond=self.p_uncond, reduction=reduction,
-                              generator=self.generator)
-
-    def guided(self, model: nn.Module, x_t: torch.Tensor, t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """The guided prediction ε̃ at scale ``self.guidance`` (what SFR-on's Fisher mask differentiates)."""
-        return guided_eps(model, x_t, t, c, w=self.guidance)
-
-    def _noised(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Uniform timesteps (one per row), noise ε and x_t, drawn in that order from ``self.generator``."""
-        t = torch.randint(0, self.schedule.T, (x.shape[0],), generator=self.generator).to(x.device)
-        eps = torch.randn(x.shape, generator=self.generator).to(x.device)
-        a = self.schedule.alphas_cumprod.to(x.device)[t].view(-1, *([1] * (x.ndim - 1)))
-        return t, eps, a.sqrt() * x + (1.0 - a).sqrt() * eps
-
-    def guided_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """SFR-on's Fisher-mask loss: mean over the batch of ‖ε − ε̃(x_t, t, y)‖² summed over pixels, with the
-        *guided* prediction (scale ``self.guidance``), one uniform t per example and no label drop (spec §2.1,
-        ``generate_fisher``). The caller puts the model in eval mode and clips each batch gradient to norm 1
-        before squaring it."""
-        t, eps, x_t = self._noised(x)
-        return (eps - self.guided(model, x_t, t, y)).square().flatten(1).sum(1).mean()
-
-    def relabel_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, y_other: torch.Tensor,
-                     reduction: str = "mean") -> torch.Tensor:
-        """SalUn's diffusion forget loss: ‖ε_θ(x_t | y) − sg[ε_θ(x_t | y_other)]‖² summed over pixels, one uniform
-        t per example (y_other = (y + 1) mod K in SalUn / SFR-on's ``rl``); the target carries no gradient."""
-        if reduction not in ("none", "mean", "sum"):
-            raise ConfigError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
-        t, _, x_t = self._noised(x)
-        with torch.no_grad():
-            target = model(x_t, t, y_other)
-        per = (model(x_t, t, y) - target).square().flatten(1).sum(1)
-        if reduction == "none":
-            return per
-        return per.mean() if reduction == "mean" else per.sum()
+           "diffusion_loss", "guided_eps", "sample", "train_diffusion"]
 
 
 # --- sampling ------------------------------------------------------------------------------------------------------

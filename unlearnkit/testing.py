@@ -38,7 +38,8 @@ from .methods.base import MethodSpec, UnlearnConfig, get_method
 from .tasks import Task, get_task
 from .training import TrainRecipe, train
 
-__all__ = ["ToyProblem", "check_method_contract", "state_equal", "text_toy_problem", "toy_problem"]
+__all__ = ["ToyProblem", "check_method_contract", "diffusion_toy_problem", "state_equal", "text_toy_problem",
+           "toy_problem"]
 
 
 def state_equal(a: nn.Module, b: nn.Module) -> bool:
@@ -118,10 +119,31 @@ def text_toy_problem(seed: int = 0, n: int = 300, task: str = "classification", 
     return ToyProblem(model.eval(), tr, va, num_classes, forget_class=1, task=the_task, forget_every=2)
 
 
+def diffusion_toy_problem(seed: int = 0, n: int = 60, num_classes: int = 3, steps: int = 60) -> ToyProblem:
+    """A tiny ``generation`` problem: 1×8×8 class prototypes plus noise and a tiny class-conditional UNet trained
+    for ``steps`` Adam steps (:func:`unlearnkit.diffusion.train_diffusion`); the forgotten class is 1."""
+    from .diffusion import LinearSchedule, train_diffusion
+    from .models.unet import ConditionalUNet
+    from .tasks.diffusion import DiffusionTask
+
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n + 30) % num_classes
+    protos = torch.rand(num_classes, 1, 8, 8, generator=g) * 2 - 1
+    x = (protos[y] + 0.2 * torch.randn(n + 30, 1, 8, 8, generator=g)).clamp(-1, 1)
+    tr, va = LabeledDataset(x[:n], y[:n]), LabeledDataset(x[n:], y[n:])
+    sched = LinearSchedule(T=50)
+    torch.manual_seed(seed)
+    model = ConditionalUNet(1, num_classes, ch=8, ch_mult=(1, 2), dropout=0.0, attention=False)
+    train_diffusion(model, tr, steps=steps, batch_size=16, lr=2e-3, seed=seed, schedule=sched, warmup=5)
+    return ToyProblem(model.eval(), tr, va, num_classes, forget_class=1, task=DiffusionTask(sched), forget_every=3)
+
+
 def _forget_loss(model: nn.Module, loader: DataLoader, task: Task | None = None) -> float:
     t = get_task(task)
     model.eval()
-    with torch.no_grad():
+    # The same draws for every model (a generation task's loss is stochastic), and the caller's RNG is untouched.
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(12345)
         tot, n = 0.0, 0
         for x, y in loader:
             tot += float(t.loss(model, x, y, reduction="sum"))

@@ -54,6 +54,7 @@ __all__ = [
 Mask = dict[str, torch.Tensor]
 Scores = Mapping[str, torch.Tensor]
 LossFn = Task | Callable[..., torch.Tensor]
+BatchLoss = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 # The official SFR-on code adds this to both Fishers before dividing, so 0/0 gives ratio 1 (kept at gamma = 1).
 RATIO_EPS = 1e-15
@@ -70,13 +71,17 @@ def trainable_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
 
 
 def _gradient_pass(model: nn.Module, loader: DataLoader, loss_fn: LossFn, device: torch.device,
-                   transform: Callable[[torch.Tensor], torch.Tensor], *, train_mode: bool) -> tuple[dict, int]:
+                   transform: Callable[[torch.Tensor], torch.Tensor], *, train_mode: bool,
+                   batch_loss: BatchLoss | None = None, clip: float | None = None) -> tuple[dict, int]:
     """Sum ``transform(grad of the batch-mean loss)`` over the batches of ``loader``; returns (sums, n_batches).
 
-    The model's train/eval mode and any ``.grad`` it held are restored afterwards, so the pass has no side effect
-    on the weights, the optimiser or (in eval mode) the normalisation statistics.
+    ``batch_loss(model, x, y)`` replaces the task's ``loss`` when given; with ``clip`` each batch's gradient is
+    clipped to that total norm before the transform. The model's train/eval mode and any ``.grad`` it held are
+    restored afterwards, so the pass has no side effect on the weights, the optimiser or (in eval mode) the
+    normalisation statistics.
     """
     task = as_task(loss_fn)  # a Task, or a bare loss_fn(logits, y)
+    compute = batch_loss if batch_loss is not None else task.loss
     params = trainable_parameters(model)
     sums = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in params}
     saved_grads = {n: p.grad for n, p in params}
@@ -88,8 +93,10 @@ def _gradient_pass(model: nn.Module, loader: DataLoader, loss_fn: LossFn, device
             x, y = x.to(device), y.to(device)
             for _, p in params:
                 p.grad = None
-            loss = task.loss(model, x, y)
+            loss = compute(model, x, y)
             loss.backward()
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_([p for _, p in params], clip)
             for n, p in params:
                 # A parameter the loss does not reach has no gradient: it contributes zero.
                 if p.grad is not None:
@@ -111,7 +118,8 @@ def _reduce(sums: dict[str, torch.Tensor], n_batches: int, device: torch.device)
 
 
 def squared_gradients(model: nn.Module, loader: DataLoader, loss_fn: LossFn, device: torch.device | str, *,
-                      train_mode: bool = False) -> dict[str, torch.Tensor]:
+                      train_mode: bool = False, batch_loss: BatchLoss | None = None,
+                      clip: float | None = None) -> dict[str, torch.Tensor]:
     """SFR-on's diagonal "Fisher": the squared gradient of each batch's *mean* loss, averaged over batches.
 
     This is deliberately not a per-sample empirical Fisher (spec §1.3, pitfall 3): for every batch the mean loss
@@ -125,6 +133,10 @@ def squared_gradients(model: nn.Module, loader: DataLoader, loss_fn: LossFn, dev
         device: where to move each batch.
         train_mode: run the forward passes in train mode (default eval: normalisation layers use their running
             statistics, as the official code does).
+        batch_loss: ``batch_loss(model, x, y)``, the batch-mean loss to differentiate instead of the task's
+            ``loss`` (SFR-on's DDPM mask: the task's ``mask_loss`` on the guided prediction).
+        clip: clip each batch gradient to this total norm before squaring it (SFR-on's DDPM ``generate_fisher``
+            clips to 1.0); ``None`` does not clip (the classification code).
 
     Returns:
         ``{name: tensor}`` (float32, parameter shape) for every trainable parameter.
@@ -133,8 +145,8 @@ def squared_gradients(model: nn.Module, loader: DataLoader, loss_fn: LossFn, dev
         DataError: the loader yields no batch.
     """
     device = torch.device(device)
-    sums, n = _reduce(*_gradient_pass(model, loader, loss_fn, device, lambda g: g * g, train_mode=train_mode),
-                      device=device)
+    sums, n = _reduce(*_gradient_pass(model, loader, loss_fn, device, lambda g: g * g, train_mode=train_mode,
+                                      batch_loss=batch_loss, clip=clip), device=device)
     if n == 0:
         raise DataError("cannot compute saliency scores from an empty loader: pass at least one example")
     return {k: v / n for k, v in sums.items()}

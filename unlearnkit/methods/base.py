@@ -32,6 +32,7 @@ __all__ = [
     "MethodSpec",
     "UnlearnConfig",
     "UnlearnData",
+    "config_for_task",
     "get_method",
     "list_methods",
     "method_for_config",
@@ -170,11 +171,20 @@ class UnlearnData:
     stats: Any = None
     progress: bool = False
     task: Task | None = None
+    #: ``on_step(iteration, model)``: called after every iteration (1-based) by the iterative methods.
+    on_step: Callable[[int, nn.Module], None] | None = None
 
     def __post_init__(self) -> None:
         self.task = task_of_call(self.task, self.loss_fn)
         if self.loss_fn is None:
             self.loss_fn = self.task.loss_fn()
+
+    def step_done(self, iteration: int, model: nn.Module) -> None:
+        """Call ``on_step`` (if any) after iteration ``iteration`` (1-based), with the model's mode restored."""
+        if self.on_step is not None:
+            was = model.training
+            self.on_step(iteration, model)
+            model.train(was)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -280,6 +290,19 @@ def method_for_config(config: UnlearnConfig) -> MethodSpec:
             return spec
     raise ConfigError(f"no registered method takes a {type(config).__name__}; pass one of "
                       f"{', '.join(s.config_cls.__name__ for s in _REGISTRY.values())}")
+
+
+def config_for_task(method: str, task: Task | str | None = None, **overrides: Any) -> UnlearnConfig:
+    """The config of ``method`` with the task's per-method settings (``Task.method_defaults``; the generation
+    task's come from the spec, see :data:`unlearnkit.tasks.diffusion.GENERATION_DEFAULTS`), then ``overrides``.
+
+    Example:
+        >>> config_for_task("sfron", "generation", seed=1).n_iters
+        150
+    """
+    spec = get_method(method)
+    defaults = as_task(task).method_defaults.get(spec.name, {})
+    return spec.config_cls(**{**defaults, **overrides})
 
 
 def _ensure_builtin_methods() -> None:

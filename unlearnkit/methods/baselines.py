@@ -69,6 +69,7 @@ def _passes(model: nn.Module, data: UnlearnData, cfg: OptimRecipeConfig, name: s
                 loss = data.task.loss(model, x.to(dev), y.to(dev))
                 optimizer_step(opt, sign * loss, max_norm)
                 hist[key].append(float(loss.detach()))
+                data.step_done(sum(len(v) for v in hist.values()), model)
     return hist
 
 
@@ -110,6 +111,11 @@ def finetune(model: nn.Module, data: UnlearnData, cfg: FinetuneConfig) -> Histor
     ``gradtau`` with that setting, not a recipe here.
 
     **Deviations.** No data augmentation unless the caller's loaders apply it (the official loops augment).
+
+    **Generation** (task ``generation``): the same loop on the task's ε-prediction loss over the remaining
+    classes. The spec has no DDPM fine-tuning settings; :data:`unlearnkit.tasks.diffusion.GENERATION_DEFAULTS`
+    uses the DDPM unlearning optimiser of SFR-on's and SalUn's code (Adam lr 1e-4, wd 0, batch 128, constant lr)
+    for 17 remain epochs (153 steps on digits, about sfron's 150 iterations).
 
     Example:
         >>> import torch, unlearnkit
@@ -168,6 +174,12 @@ def gradient_ascent(model: nn.Module, data: UnlearnData, cfg: GradientAscentConf
     batch 128, total gradient norm clipped to 0.1, **model in eval mode** (normalisation layers keep their running
     statistics), constant lr. ``salun``: the same SGD in train mode, no clipping, 5 epochs, batch 256.
     Weight decay and momentum act on the ascent step as in both repositories.
+
+    **Generation** (task ``generation``): plain ascent on the task's ε-prediction loss of the forgotten class (the
+    ``ga`` forget loss of SFR-on's DDPM code without the remain step). The spec has no DDPM GA settings;
+    :data:`unlearnkit.tasks.diffusion.GENERATION_DEFAULTS` uses the DDPM unlearning optimiser (Adam lr 1e-4,
+    wd 0, batch 128, constant lr, clip 1.0 as SFR-on's forget step) in train mode for 150 forget epochs (150 steps
+    when the class fits in one batch, as on digits).
     """
     loader = _loader(data.forget, cfg, _SALT_A)
     return _passes(model, data, cfg, "gradient_ascent", [(loader, "forget_loss", -1.0)],
@@ -346,14 +358,15 @@ def amnesiac(model: nn.Module, data: UnlearnData, cfg: AmnesiacConfig) -> Histor
 register_method("finetune", config_cls=FinetuneConfig, fn=finetune, is_baseline=True,
                 summary="Fine-tune on the retain set only.",
                 paper="Golatkar et al., Eternal Sunshine of the Spotless Net, CVPR 2020 (FT baseline)",
-                requires_forget=False, supports_distributed=True, raises_forget_loss=False, tasks=ANY_LOSS_TASK,
+                requires_forget=False, supports_distributed=True, raises_forget_loss=False,
+                tasks=ANY_LOSS_TASK | {"generation"},
                 class_note="finetune has no forget-set term: it forgets only what fine-tuning on the kept classes "
                            "overwrites, so how much of the class remains depends on the data and the run length "
                            "(try `unlearnkit tune`)")
 register_method("gradient_ascent", config_cls=GradientAscentConfig, fn=gradient_ascent, is_baseline=True,
                 summary="Gradient ascent on the forget-set loss (NegGrad).",
                 paper="Thudi et al., Unrolling SGD, EuroS&P 2022 (GA baseline)",
-                requires_retain=False, supports_distributed=True, tasks=ANY_LOSS_TASK,
+                requires_retain=False, supports_distributed=True, tasks=ANY_LOSS_TASK | {"generation"},
                 class_note="the SFR-on recipe (SGD 1e-4, clip 0.1) moves a converged model too little to forget a "
                            "class, and a rate large enough to forget it has no retain term to stop the collapse of "
                            "the kept classes (try `unlearnkit tune`, which searches the rate)")

@@ -4,6 +4,12 @@ It is exact unlearning by definition and the target every other method is judged
 The model is re-initialised in place (every submodule's ``reset_parameters``, seeded by ``config.seed``) and
 trained with :func:`unlearnkit.training.train` on ``data.retain``; the recipe fields default to the CLI's
 training recipe for ``digits``/``cnn`` and should match the recipe the original model was trained with.
+
+On the ``generation`` task the loss is the task's ε-prediction loss (training.train takes it from ``data.task``)
+and :data:`unlearnkit.tasks.diffusion.GENERATION_DEFAULTS` gives the original's recipe in epochs (Adam 1e-3,
+batch 64, 61 epochs). Deviation: :func:`unlearnkit.diffusion.train_diffusion`, which trains the CLI's original
+and reference UNets, also warms the lr up over 100 steps and clips gradients to norm 1; ``training.train`` does
+neither.
 """
 
 from __future__ import annotations
@@ -81,4 +87,4 @@ register_method("retrain", config_cls=RetrainConfig, fn=retrain, is_baseline=Tru
                 summary="Train from scratch on the retain set (exact unlearning; the reference).",
                 paper="Exact unlearning baseline (e.g. Bourtoule et al., SISA, IEEE S&P 2021)",
                 requires_forget=False, supports_distributed=True, validate_model=_validate,
-                tasks=ANY_LOSS_TASK)
+                tasks=ANY_LOSS_TASK | {"generation"})

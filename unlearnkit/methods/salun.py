@@ -2,8 +2,8 @@
 
 Paper: Fan, Liu, Zhang, Wong, Wei, Liu, "SalUn: Empowering Machine Unlearning via Gradient-based Weight Saliency in
 Both Image Classification and Generation", ICLR 2024, https://arxiv.org/abs/2310.12508. Official code:
-https://github.com/OPTML-Group/Unlearn-Saliency (HEAD ``a6e89fd``). Follows ``shared/specs/sfron_salun.md`` §3;
-the diffusion variant is out of scope.
+https://github.com/OPTML-Group/Unlearn-Saliency (HEAD ``a6e89fd``). Follows ``shared/specs/sfron_salun.md`` §3,
+including its class-conditional DDPM variant (the ``generation`` task, §3.1) through the same code path.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from torch.utils.data import ConcatDataset
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DataError
-from ._common import loader_seed, make_generator, rebatch
+from ._common import cycle, loader_seed, make_generator, rebatch
 from ._labels import Relabelled, Tagged, draw_labels, random_labels
 from ._recipes import epoch_lr, set_lr
 from ._saliency import (
@@ -30,7 +30,7 @@ from ._saliency import (
     top_fraction_mask,
     trainable_parameters,
 )
-from .base import RELABEL_NOTE, History, UnlearnConfig, UnlearnData, register_method
+from .base import History, UnlearnConfig, UnlearnData, register_method
 
 __all__ = ["SalunConfig"]
 
@@ -60,7 +60,18 @@ class SalunConfig(UnlearnConfig):
         "help": "Learning-rate schedule over epochs: 'constant' (official CIFAR-10) or 'cosine' (SFR-on re-run)."})
     order: str = field(default="sequential", metadata={
         "help": "'sequential': each epoch all forget batches, then all retain batches (official CIFAR-10/SVHN); "
-                "'mixed': forget and retain examples shuffled together (official CIFAR-100/TinyImageNet)."})
+                "'mixed': forget and retain examples shuffled together (official CIFAR-100/TinyImageNet); "
+                "'joint': n_iters iterations of one step on forget loss + retain_weight x retain loss (DDPM)."})
+    n_iters: int | None = field(default=None, metadata={
+        "help": "Iterations of the 'joint' order (None: epochs x forget batches per pass); unused otherwise."})
+    retain_weight: float = field(default=1.0, metadata={
+        "help": "Weight α of the retain loss in the 'joint' order (DDPM: 1e-3)."})
+    optimizer: str = field(default="sgd", metadata={
+        "help": "'sgd' (classification) or 'adam' (DDPM: Adam, weight decay as L2, momentum unused)."})
+    max_norm: float | None = field(default=None, metadata={
+        "help": "Clip each step's gradient to this total norm before the mask (DDPM: 1.0); None does not clip."})
+    relabel: str = field(default="random", metadata={
+        "help": "Forget targets: 'random' labels (classification) or 'next' = (y + 1) mod K (DDPM)."})
     exclude_true_label: bool = field(default=True, metadata={
         "help": "Draw random labels among the wrong classes only (the paper's y' != y); False draws uniformly "
                 "over all classes as the official code's torch.randint does."})
@@ -80,7 +91,14 @@ class SalunConfig(UnlearnConfig):
         self._check_range("batch_size", 1, integer=True)
         self._check_range("mask_fraction", 0.0, 1.0)
         self._check_choice("schedule", ("constant", "cosine"))
-        self._check_choice("order", ("sequential", "mixed"))
+        self._check_choice("order", ("sequential", "mixed", "joint"))
+        if self.n_iters is not None:
+            self._check_range("n_iters", 0, integer=True)
+        self._check_range("retain_weight", 0.0)
+        self._check_choice("optimizer", ("sgd", "adam"))
+        if self.max_norm is not None:
+            self._check_range("max_norm", 0.0, lo_open=True)
+        self._check_choice("relabel", ("random", "next"))
         for name in ("exclude_true_label", "labels_once", "reset_unmasked"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"SalunConfig.{name} must be a bool, got {getattr(self, name)!r}")
@@ -135,6 +153,18 @@ def salun(model: nn.Module, data: UnlearnData, cfg: SalunConfig) -> History:
       every call (its time counts towards the method's wall time).
     * Under torch.distributed the summed gradients are all-reduced before ranking, so every rank uses one mask.
 
+    **Generation** (task ``generation``, SalUn's DDPM code, spec §3.1; settings
+    :data:`unlearnkit.tasks.diffusion.GENERATION_DEFAULTS`, ``config_for_task("salun", "generation")``). The
+    saliency mask is the same rule on the task's ε-prediction loss over the forget class (top 50%). The forget
+    loss is the task's ``relabel_loss`` with ``relabel='next'``: ‖ε_θ(x_t | c) − sg[ε_θ(x_t | (c+1) mod K)]‖²
+    (summed over pixels, batch mean, one uniform t per example); ``order='joint'`` runs ``n_iters`` = 1000
+    iterations of one Adam step (lr 1e-4, wd 0) on forget loss + ``retain_weight`` (1e-3) × the remain batch's
+    ε-loss, batch 128 each, gradient clipped to norm 1 *before* the mask (as the official code), gradients only
+    masked (``reset_unmasked=False``: with Adam, wd 0 and a gradient that is always zero, a non-salient weight
+    never moves, so the Feb 2026 reset changes nothing). The spec lists no bug of SalUn's DDPM code; the
+    differences to know: the stop-gradient target is recomputed every step from the live model (as the
+    official code), and the mask is recomputed on every call (its time counts).
+
     Args:
         model: the trained classifier; edited in place.
         data: forget and retain loaders; ``data.num_classes`` (inferred by :func:`unlearnkit.unlearn`) >= 2.
@@ -142,7 +172,9 @@ def salun(model: nn.Module, data: UnlearnData, cfg: SalunConfig) -> History:
 
     Returns:
         History with ``forget_loss`` (CE against the random labels) and ``retain_loss`` per step (``mixed_loss``
-        instead with ``order='mixed'``), and ``mask_fraction`` (one value: the share of weights kept).
+        instead with ``order='mixed'``; with ``order='joint'`` one of each per iteration), and ``mask_fraction``
+        (one value: the share of weights kept). ``data.on_step`` is called after every step (every iteration of
+        ``order='joint'``).
 
     Raises:
         ConfigError: invalid hyperparameters (raised by the config).
@@ -162,8 +194,8 @@ def salun(model: nn.Module, data: UnlearnData, cfg: SalunConfig) -> History:
     """
     hist: History = {"forget_loss": [], "retain_loss": [], "mask_fraction": []}
     # Zero strength: return before any forward pass so that not even normalisation statistics change.
-    if cfg.epochs == 0 or cfg.lr == 0.0 or int(cfg.mask_fraction * sum(
-            p.numel() for _, p in trainable_parameters(model))) == 0:
+    if cfg.epochs == 0 or cfg.lr == 0.0 or (cfg.order == "joint" and cfg.n_iters == 0) or int(
+            cfg.mask_fraction * sum(p.numel() for _, p in trainable_parameters(model))) == 0:
         return hist
     num_classes = int(data.num_classes or 0)
     if num_classes < 2:
@@ -181,26 +213,44 @@ def salun(model: nn.Module, data: UnlearnData, cfg: SalunConfig) -> History:
 
     # --- random-label fine-tuning of the salient weights --------------------------------------------------------
     params = [p for _, p in trainable_parameters(model)]
-    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        opt: torch.optim.Optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     g = make_generator(loader_seed(cfg.seed, _SALT_LABELS))
+    task = data.task
+    n_steps = 0
 
-    def step(x: torch.Tensor, y: torch.Tensor) -> float:
-        loss = data.task.loss(model, x, y)
+    def apply(loss: torch.Tensor) -> None:
+        nonlocal n_steps
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if cfg.max_norm is not None:  # before the mask, as the official DDPM code
+            torch.nn.utils.clip_grad_norm_(params, cfg.max_norm)
         mask_gradients(model, mask)
         opt.step()
         if theta_o is not None:
             restore_outside_mask(model, mask, theta_o, opt)
+        n_steps += 1
+        data.step_done(n_steps, model)
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> float:
+        loss = task.loss(model, x, y)
+        apply(loss)
         return float(loss.detach())
+
+    def forget_loss(x: torch.Tensor, y_true: torch.Tensor, y_new: torch.Tensor) -> torch.Tensor:
+        return task.relabel_loss(model, x, y_true, y_new)
 
     # rebatch draws a new seeded order on every pass, so the loaders are built once. With labels_once the forget
     # set carries labels drawn once for the run (the SFR-on re-run); otherwise each batch draws its own.
     fset = data.forget.dataset  # type: ignore[union-attr]
-    if cfg.labels_once:
+    if cfg.labels_once and cfg.relabel == "random":
         fset = Relabelled(fset, draw_labels(fset, num_classes, g, exclude_true=cfg.exclude_true_label))
 
     def relabel(y: torch.Tensor) -> torch.Tensor:
+        if cfg.relabel == "next":
+            return task.next_labels(y, num_classes)
         return y if cfg.labels_once else random_labels(y, num_classes, g, exclude_true=cfg.exclude_true_label)
 
     forget = rebatch(fset, cfg.batch_size, shuffle=True, seed=loader_seed(cfg.seed, _SALT_FORGET))
@@ -209,19 +259,35 @@ def salun(model: nn.Module, data: UnlearnData, cfg: SalunConfig) -> History:
                     cfg.batch_size, shuffle=True, seed=loader_seed(cfg.seed, _SALT_MIXED))
 
     model.train()
+    if cfg.order == "joint":
+        n_iters = cfg.n_iters if cfg.n_iters is not None else cfg.epochs * len(forget)
+        f_iter, r_iter = cycle(forget), cycle(retain)
+        for it in tqdm(range(n_iters), desc="salun", disable=not data.progress, leave=False):
+            set_lr(opt, epoch_lr(cfg.lr, cfg.schedule, it, n_iters))
+            xf, yf = (t.to(dev) for t in next(f_iter))
+            xr, yr = (t.to(dev) for t in next(r_iter))
+            lf = forget_loss(xf, yf, relabel(yf))
+            lr_ = task.loss(model, xr, yr)
+            apply(lf + cfg.retain_weight * lr_)
+            hist["forget_loss"].append(float(lf.detach()))
+            hist["retain_loss"].append(float(lr_.detach()))
+        return hist
     for epoch in tqdm(range(cfg.epochs), desc="salun", disable=not data.progress, leave=False):
         set_lr(opt, epoch_lr(cfg.lr, cfg.schedule, epoch, cfg.epochs))
         if cfg.order == "sequential":
             for x, y in forget:
                 x, y = x.to(dev), y.to(dev)
-                hist["forget_loss"].append(step(x, relabel(y)))
+                y_new = relabel(y)
+                loss = forget_loss(x, y, y_new)
+                apply(loss)
+                hist["forget_loss"].append(float(loss.detach()))
             for x, y in retain:
                 hist["retain_loss"].append(step(x.to(dev), y.to(dev)))
         else:
             for x, y, is_f in mixed:
                 x, y, is_f = x.to(dev), y.to(dev), is_f.to(dev)
                 y = torch.where(is_f, relabel(y), y)
-                hist.setdefault("mixed_loss", []).append(step(x, y))
+                hist.setdefault("mixed_loss", []).append(step(x, y))  # classification: relabel_loss = loss
     return hist
 
 
@@ -230,4 +296,5 @@ register_method("salun", config_cls=SalunConfig, fn=salun,
                 paper="Fan et al., SalUn: Empowering Machine Unlearning via Gradient-based Weight Saliency, ICLR 2024 "
                       "(arXiv 2310.12508)",
                 requires_forget=True, requires_retain=True, supported_requests={"class", "random", "ids", "subclass"},
-                supports_distributed=True, touches="salient", task_note=RELABEL_NOTE)
+                supports_distributed=True, touches="salient", tasks={"classification", "generation"},
+                task_note="its forget loss needs class-id targets to relabel, which a multi-hot target does not have")

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from ..tasks.diffusion import guided_eps
 
 __all__ = ["ConditionalUNet", "guided_eps", "timestep_embedding"]
 
@@ -138,26 +139,3 @@ class ConditionalUNet(nn.Module):
             if not isinstance(up, nn.Identity):
                 h = up(F.interpolate(h, scale_factor=2.0, mode="nearest"))
         return self.conv_out(F.silu(self.norm_out(h)))
-
-
-def guided_eps(model: nn.Module, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor, *, w: float = 2.0,
-               null_class: int | None = None) -> torch.Tensor:
-    """Classifier-free guidance: ε̃ = (1 + w)·ε(x, t, c) − w·ε(x, t, ∅), the spec's cond_scale w = 2.
-
-    Both predictions come from one forward pass over the doubled batch (the same maths, half the Python overhead).
-    ``w = 0`` returns the plain conditional prediction without the null pass.
-
-    Args:
-        model: ``model(x_t, t, c) -> ε``.
-        x, t, c: noisy images, integer timesteps and class labels (one per row).
-        w: guidance scale.
-        null_class: the null label (default ``model.null_class``).
-    """
-    if w == 0:
-        return model(x, t, c)
-    null = getattr(model, "null_class", None) if null_class is None else null_class
-    if null is None:
-        raise ConfigError("guided_eps needs null_class (the model has no .null_class attribute)")
-    both = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([c, torch.full_like(c, int(null))]))
-    eps_c, eps_null = both.chunk(2)
-    return (1.0 + w) * eps_c - w * eps_null

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, IncompatibleModelError
 
 __all__ = ["LossFnTask", "Task", "as_task", "get_task", "list_tasks", "register_task"]
 
@@ -36,6 +36,9 @@ class Task:
 
     #: The task's name, as listed in ``MethodSpec.tasks``.
     name: ClassVar[str] = ""
+    #: Per-method config overrides on this task ({method: {field: value}}), applied by
+    #: :func:`unlearnkit.methods.base.config_for_task`; empty for tasks whose defaults are the configs' own.
+    method_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
 
     # -- training / unlearning losses -----------------------------------------------------------------------------
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
@@ -58,6 +61,30 @@ class Task:
 
     def output_correct(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    # -- hooks of method steps that differ between tasks --------------------------------------------------------
+    def mask_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The batch-mean loss whose squared gradient is SFR-on's saliency "Fisher" (:meth:`loss` by default)."""
+        return self.loss(model, x, y)
+
+    def relabel_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, y_new: torch.Tensor,
+                     reduction: str = "mean") -> torch.Tensor:
+        """Random-labelling's loss of the batch ``x`` with true labels ``y`` trained towards the labels ``y_new``;
+        by default the task's loss against ``y_new`` (``y`` unused)."""
+        return self.loss(model, x, y_new, reduction=reduction)
+
+    def next_labels(self, y: torch.Tensor, num_classes: int) -> torch.Tensor:
+        """A deterministic other class per example, (y + 1) mod K (SalUn's diffusion relabelling)."""
+        return (y + 1) % int(num_classes)
+
+    def probe(self, model: nn.Module, x0: torch.Tensor) -> int | None:
+        """One forward pass on a batch of one example; raises ``IncompatibleModelError`` when the output does not
+        fit the task. Returns the number of classes the model outputs (``None`` when unknown)."""
+        out = model(x0)
+        if not isinstance(out, torch.Tensor) or out.ndim != 2:
+            raise IncompatibleModelError("the model must map a batch to logits of shape "
+                                         f"(batch, classes); got {getattr(out, 'shape', type(out))}")
+        return int(out.shape[1])
 
     def predict(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """The model's predicted class per example (argmax of the outputs)."""
