@@ -8,7 +8,8 @@ test split, not tuned on it.
 
 :func:`goal_notes` returns, for every method row that missed the goal, a one-line note that says which part it
 missed with the measured numbers, followed by the method's own explanation when its registration gives one
-(``MethodSpec.class_note``: e.g. ``finetune`` relies on catastrophic forgetting and has no forget-set term).
+(``MethodSpec.class_note``: e.g. ``finetune`` relies on catastrophic forgetting and has no forget-set term), else
+a pointer to ``unlearnkit tune``.
 :func:`annotate` writes those notes into the summary rows (``"note"``), where the CLI table, ``results.json`` and
 ``report.md`` show them.
 """
@@ -72,8 +73,9 @@ def goal_notes(summary: Sequence[Mapping[str, Any]], *, request_kind: str = "cla
             missed.append("kept-class test acc " + ("unknown" if kept is None else
                           f"{kept:.1f}%, {base - kept:.1f} points below the original's {base:.1f}%"))
         if missed:
-            why = _class_note(method)
-            notes[method] = "misses the class goal: " + "; ".join(missed) + (f" — {why}" if why else "")
+            why = _class_note(method) or (f"`unlearnkit tune --methods {method}` searches its settings on a "
+                                          "proxy request")
+            notes[method] = "misses the class goal: " + "; ".join(missed) + f" — {why}"
     return notes
 
 

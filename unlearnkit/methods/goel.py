@@ -158,7 +158,10 @@ register_method("cf_k", config_cls=CfkConfig, fn=cf_k, is_baseline=True,
                 summary="Fine-tune only the last k layers on the retain set (catastrophic forgetting).",
                 paper="Goel et al., Towards Adversarial Evaluation of Machine Unlearning, 2022 (CF-k)",
                 requires_forget=False, supports_distributed=True, raises_forget_loss=False, touches="last_layer",
-                validate_model=_validate_model, tasks=ANY_LOSS_TASK)
+                validate_model=_validate_model, tasks=ANY_LOSS_TASK,
+                class_note="cf_k has no forget-set term and trains only the last k layers on the kept classes, so "
+                           "the class survives wherever those layers can still separate it (eu_k re-initialises "
+                           "them first)")
 register_method("eu_k", config_cls=EukConfig, fn=eu_k, is_baseline=True,
                 summary="Re-initialise the last k layers and train only them on the retain set.",
                 paper="Goel et al., Towards Adversarial Evaluation of Machine Unlearning, 2022 (EU-k)",
