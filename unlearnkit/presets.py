@@ -20,7 +20,8 @@ __all__ = ["DEFAULT_MODEL", "METHOD_PRESETS", "method_overrides", "train_recipe"
 
 # Default model per dataset family (the part of the spec before ':').
 DEFAULT_MODEL: dict[str, str] = {"digits": "cnn", "shapes": "cnn", "textsynth": "transformer",
-                                 "textsynth-multilabel": "transformer"}
+                                 "textsynth-multilabel": "transformer", "textcsv": "transformer",
+                                 "jsonl": "transformer"}
 
 # Training recipe per (dataset family, model); "*" matches any. Chosen so the original fits its training set.
 _RECIPES: dict[tuple[str, str], dict[str, Any]] = {
