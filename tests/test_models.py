@@ -119,7 +119,7 @@ def test_vit_attention_matches_reference_softmax_attention() -> None:
 
 
 def test_build_model_errors() -> None:
-    with pytest.raises(ConfigError, match="valid models: cnn, mlp, resnet18, transformer, vit"):
+    with pytest.raises(ConfigError, match="valid models: cnn, hf, mlp, resnet18, transformer, vit"):
         build_model("alexnet", (3, 32, 32), 10)
     with pytest.raises(ConfigError, match="valid options: width=64"):
         build_model("resnet18", (3, 32, 32), 10, depth=3)
