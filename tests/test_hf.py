@@ -111,6 +111,16 @@ def test_round_trips_through_safetensors(cfg_dir, tmp_path) -> None:
     assert five.model.classifier.out_features == 5
 
 
+def test_the_recipe_fine_tunes_pretrained_weights_and_trains_a_config_from_scratch(cfg_dir, tmp_path) -> None:
+    from unlearnkit.presets import train_recipe
+
+    torch.manual_seed(0)
+    build_model(f"hf:{cfg_dir}", (32,), 2, vocab_size=100, pad_id=0).save_pretrained(tmp_path / "pre")
+    tuned, scratch = train_recipe("textcsv:x.csv", f"hf:{tmp_path / 'pre'}"), train_recipe("textcsv:x.csv",
+                                                                                            f"hf:{cfg_dir}")
+    assert (tuned.lr, tuned.epochs) == (5e-5, 4) and (scratch.lr, scratch.epochs) == (1e-3, 25)
+
+
 def test_bad_models_give_one_line_errors(cfg_dir, tmp_path) -> None:
     pickle_only = tmp_path / "pickled"
     _tiny_config(pickle_only)
