@@ -5,6 +5,7 @@ with the transformer's pad mask, bad inputs and the command line on a tiny textc
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import subprocess
@@ -121,7 +122,7 @@ def test_bpe_training_is_reproducible_across_processes(tmp_path) -> None:
     outs = {subprocess.run([sys.executable, "-c", _IDS_SCRIPT, str(p), "bpe"], capture_output=True, text=True,
                            env=env, timeout=120, check=True).stdout.strip() for _ in range(2)}
     here = _load(p, tokenizer="bpe")
-    assert outs == {f"{here.hash} {__import__('hashlib').sha256(here.tokenizer.to_json().encode()).hexdigest()[:16]}"}
+    assert outs == {f"{here.hash} {hashlib.sha256(here.tokenizer.to_json().encode()).hexdigest()[:16]}"}
 
 
 def test_wordpiece_ids_are_canonical_and_it_warns(tmp_path) -> None:
