@@ -15,10 +15,10 @@ TINY = {"mlp": {"hidden": (16,)}, "cnn": {"widths": (4, 8, 8)}, "resnet18": {"wi
 SHAPES = [(1, 8, 8), (3, 32, 32)]
 
 
-def test_registry_lists_the_five_models() -> None:
-    assert list_models() == ["cnn", "mlp", "resnet18", "transformer", "vit"]
-    # the transformer takes token ids, not images: tests/test_text.py covers it
-    assert set(TINY) | {"transformer"} == set(list_models())
+def test_registry_lists_the_six_models() -> None:
+    assert list_models() == ["cnn", "hf", "mlp", "resnet18", "transformer", "vit"]
+    # the transformer and hf:DIR take token ids, not images: tests/test_text.py and tests/test_hf.py cover them
+    assert set(TINY) | {"transformer", "hf"} == set(list_models())
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
@@ -119,7 +119,7 @@ def test_vit_attention_matches_reference_softmax_attention() -> None:
 
 
 def test_build_model_errors() -> None:
-    with pytest.raises(ConfigError, match="valid models: cnn, mlp, resnet18, transformer, vit"):
+    with pytest.raises(ConfigError, match="valid models: cnn, hf, mlp, resnet18, transformer, vit"):
         build_model("alexnet", (3, 32, 32), 10)
     with pytest.raises(ConfigError, match="valid options: width=64"):
         build_model("resnet18", (3, 32, 32), 10, depth=3)

@@ -33,7 +33,7 @@ from .defaults import resolve as resolve_defaults
 from .distributed import barrier, broadcast_module_, broadcast_object, is_main_process
 from .errors import ConfigError, UnlearnError, UnsupportedRequestError, UnsupportedTaskError
 from .methods.base import MethodSpec, UnlearnConfig, get_method
-from .models import build_model, get_model_spec
+from .models import build_model, get_model_spec, model_identity
 from .presets import method_overrides, train_recipe
 from .requests import ForgetRequest, ForgetSplit
 from .tasks import Task, get_task
@@ -320,8 +320,9 @@ class ModelStore:
 
     def model_spec(self) -> dict[str, Any]:
         s = self.data.splits
+        # NAME:VALUE models (hf:DIR) add what identifies VALUE (a hash of the directory's files) to every cache key
         return {"name": self.model_name, "kwargs": self.kwargs(), "input_shape": list(s.input_shape),
-                "num_classes": s.num_classes}
+                "num_classes": s.num_classes, **model_identity(self.model_name)}
 
     def new_model(self, seed: int) -> nn.Module:
         torch.manual_seed(int(seed))

@@ -19,15 +19,17 @@ The trained kinds reserve id 0 for ``[PAD]`` and id 1 for ``[UNK]``. Every kind 
 (``tokenizers``' own truncation for the HF kinds, so a post-processor's special tokens are kept) and pads it with
 the pad id, which the ``transformer`` model masks out.
 
-Reproducibility, measured with tokenizers 0.23.3 (training the same tokenizer on 3,000 random texts in four
-separate processes): ``bpe`` gave the same tokenizer JSON and the same ids every time (vocabulary 300 and 2,000).
-``wordpiece`` did not: with a vocabulary of 300 the token *set* was the same but its ids were permuted from process
-to process, and with 2,000 the token set itself differed (pairs with equal counts at the vocabulary cut are
-chosen in hash-map order; ``TOKENIZERS_PARALLELISM=false`` and ``RAYON_NUM_THREADS=1`` did not help, and neither
-did a ``BpeTrainer`` with a ``##`` continuation prefix). So here the WordPiece vocabulary's ids are reassigned in
-a canonical order (special tokens, then by spelling), which removes the permutation; a token set that differs at
-the cut still changes the ids, hence the dataset hash, so a cached model is never reused for other ids. ``bpe``
-is the default for that reason, and a ``wordpiece`` load warns.
+Reproducibility, measured with tokenizers 0.23.3 on 3,000 random texts (800 random words; scripts of this
+session, not kept): ``bpe`` gave the same tokenizer JSON and the same ids in four separate processes and in five
+trainings within one process, at vocabulary sizes 300 and 2,000. ``wordpiece`` did not: at 300 the token *set* was
+the same but the trainer's ids were permuted in each of four processes; at 2,000 the token set itself differed in
+each of four processes and in each of five trainings within one process (pairs with equal counts at the
+vocabulary cut are taken in hash-map order; ``TOKENIZERS_PARALLELISM=false`` and ``RAYON_NUM_THREADS=1`` did not
+help, nor did a ``BpeTrainer`` with a ``##`` continuation prefix, which showed the same behaviour). So here the
+WordPiece ids are reassigned in a canonical order (special tokens, then by spelling), which made the 300 case
+reproducible (the same ids in three processes); a token set that differs at the cut still changes the ids, hence
+the dataset hash, so a cached model is never reused for other ids. ``bpe`` is the default for that reason, and a
+``wordpiece`` load warns.
 """
 
 from __future__ import annotations
@@ -242,9 +244,9 @@ def fit_tokenizer(train_texts: list[str] | list[list[str]], spec: TokenizerSpec)
             words = words[: spec.vocab_size - 2]
         return TextTokenizer("word", vocab=[PAD, UNK, *words])
     if spec.kind == "wordpiece":
-        warnings.warn("the WordPiece trainer of the tokenizers library is not reproducible across processes when "
-                      "pairs tie at the vocabulary cut (see unlearnkit.data.tokenizer); use tokenizer='bpe' (the "
-                      "default) for reproducible ids", UnlearnWarning, stacklevel=3)
+        warnings.warn("the WordPiece trainer of the tokenizers library is not reproducible (across processes, and "
+                      "within one when pairs tie at the vocabulary cut; see unlearnkit.data.tokenizer); use "
+                      "tokenizer='bpe' (the default) for reproducible ids", UnlearnWarning, stacklevel=3)
     texts = [" ".join(t) if isinstance(t, list) else t for t in train_texts]
     size = spec.vocab_size if spec.vocab_size is not None else DEFAULT_VOCAB_SIZE
     return TextTokenizer(spec.kind, hf=_trained_hf(spec.kind, texts, size), pad_id=0, unk_id=1)

@@ -16,7 +16,8 @@ from torch import nn
 
 from ..errors import ConfigError, IncompatibleModelError
 
-__all__ = ["ModelSpec", "build_model", "get_model_spec", "list_models", "register_model"]
+__all__ = ["ModelSpec", "build_model", "get_model_spec", "list_models", "model_identity", "register_model",
+           "split_model_name"]
 
 Builder = Callable[..., nn.Module]
 
@@ -30,12 +31,17 @@ class ModelSpec:
         builder: ``builder(input_shape, num_classes, **options) -> nn.Module``.
         summary: One line for ``unlearnkit models`` / the README.
         image_only: True when the model needs ``(channels, height, width)`` inputs (conv nets, ViT).
+        arg: The keyword option that a ``NAME:VALUE`` model name fills (``hf:DIR`` fills ``path``), or None.
+        source_id: ``source_id(VALUE) -> dict``: what identifies the thing ``VALUE`` names (e.g. a hash of a model
+            directory's files), recorded in the model description and so in every cache key.
     """
 
     name: str
     builder: Builder
     summary: str
     image_only: bool
+    arg: str | None = None
+    source_id: Callable[[str], dict[str, Any]] | None = None
 
     @property
     def options(self) -> dict[str, Any]:
@@ -47,7 +53,8 @@ class ModelSpec:
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
-def register_model(name: str, builder: Builder, *, summary: str, image_only: bool, force: bool = False) -> ModelSpec:
+def register_model(name: str, builder: Builder, *, summary: str, image_only: bool, force: bool = False,
+                   arg: str | None = None, source_id: Callable[[str], dict[str, Any]] | None = None) -> ModelSpec:
     """Register ``builder`` under ``name``.
 
     Args:
@@ -57,6 +64,8 @@ def register_model(name: str, builder: Builder, *, summary: str, image_only: boo
         summary: One-line description.
         image_only: Whether the model only accepts ``(C, H, W)`` inputs.
         force: Replace an existing registration instead of raising.
+        arg: The keyword option a ``NAME:VALUE`` name fills (see :class:`ModelSpec`).
+        source_id: What identifies a ``VALUE`` (see :class:`ModelSpec`).
 
     Returns:
         The registered :class:`ModelSpec`.
@@ -68,7 +77,10 @@ def register_model(name: str, builder: Builder, *, summary: str, image_only: boo
         raise ConfigError(f"model names must be non-empty lower case, got {name!r}")
     if name in _REGISTRY and not force:
         raise ConfigError(f"a model named {name!r} is already registered; pick another name or pass force=True")
-    spec = ModelSpec(name=name, builder=builder, summary=summary, image_only=image_only)
+    if arg is not None and arg not in ModelSpec(name, builder, summary, image_only).options:
+        raise ConfigError(f"model {name!r}: arg={arg!r} is not a keyword option of its builder")
+    spec = ModelSpec(name=name, builder=builder, summary=summary, image_only=image_only, arg=arg,
+                     source_id=source_id)
     _REGISTRY[name] = spec
     return spec
 
@@ -78,22 +90,43 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def split_model_name(name: str) -> tuple[str, str | None]:
+    """``"hf:DIR"`` -> ``("hf", "DIR")``; ``"cnn"`` -> ``("cnn", None)``."""
+    base, sep, value = str(name).partition(":")
+    return base.strip(), (value.strip() if sep else None)
+
+
 def get_model_spec(name: str) -> ModelSpec:
-    """The :class:`ModelSpec` registered as ``name``.
+    """The :class:`ModelSpec` registered as ``name`` (or as the ``NAME`` of ``NAME:VALUE``).
 
     Raises:
-        ConfigError: Unknown name (the message lists the valid ones).
+        ConfigError: Unknown name (the message lists the valid ones), or a ``:VALUE`` the model does not take.
     """
-    if name not in _REGISTRY:
+    base, value = split_model_name(name)
+    if base not in _REGISTRY:
         raise ConfigError(f"unknown model {name!r}; valid models: {', '.join(list_models())}")
-    return _REGISTRY[name]
+    spec = _REGISTRY[base]
+    if value is not None and spec.arg is None:
+        raise ConfigError(f"model {base!r} takes no ':VALUE' argument, got {name!r}")
+    if value is not None and not value:
+        raise ConfigError(f"model {base!r} needs a value after ':', e.g. {base}:PATH")
+    return spec
+
+
+def model_identity(name: str) -> dict[str, Any]:
+    """What identifies the ``VALUE`` of a ``NAME:VALUE`` model beyond its name (``{}`` for plain names): goes into
+    the model description, hence every cache key."""
+    spec = get_model_spec(name)
+    value = split_model_name(name)[1]
+    return dict(spec.source_id(value)) if value is not None and spec.source_id is not None else {}
 
 
 def build_model(name: str, input_shape: tuple[int, ...] | list[int], num_classes: int, **kw: Any) -> nn.Module:
     """Build the registered model ``name`` for inputs of ``input_shape`` (without the batch dimension).
 
     Args:
-        name: A name from :func:`list_models` (``mlp``, ``cnn``, ``resnet18``, ``vit``).
+        name: A name from :func:`list_models` (``mlp``, ``cnn``, ``resnet18``, ``vit``, ``transformer``), or
+            ``NAME:VALUE`` for a model with an ``arg`` (``hf:DIR``).
         input_shape: Shape of one example, e.g. ``(3, 32, 32)`` for images or ``(20,)`` for feature vectors.
         num_classes: Number of output logits (≥ 2).
         **kw: Architecture options (see each builder; e.g. ``width=8`` for ``resnet18``).
@@ -113,6 +146,11 @@ def build_model(name: str, input_shape: tuple[int, ...] | list[int], num_classes
         torch.Size([2, 10])
     """
     spec = get_model_spec(name)
+    value = split_model_name(name)[1]
+    if value is not None:
+        if spec.arg in kw:
+            raise ConfigError(f"model {name!r}: pass {spec.arg} either in the name or as an option, not both")
+        kw = {**kw, str(spec.arg): value}
     shape = tuple(int(s) for s in input_shape)
     if not shape or any(s < 1 for s in shape):
         raise ConfigError(f"input_shape must be a non-empty tuple of positive sizes, got {tuple(input_shape)!r}")
