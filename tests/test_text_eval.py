@@ -188,3 +188,34 @@ def test_cli_bench_on_text_skips_scenarios_that_do_not_apply(tmp_path) -> None:
     res = json.loads((tmp_path / "b3" / "results.json").read_text())
     assert set(res["run_info"]["skipped_scenarios"]) == {"class1", "class3", "subclass", "seq_class"}
     assert all(r["status"] == "ok" for r in res["records"])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# gradtau: the epoch rule's arithmetic and the hinge from the command line
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_gradtau_epoch_rule_matches_the_notebooks_float_expression() -> None:
+    import unlearnkit
+    from unlearnkit.methods.gradtau import resolve_gradtau
+
+    # The docstring's example: n_r = 190, n_f = 6 batches; the notebooks' int(n_r / (2 * n_f) * 6) is 95 in floats.
+    assert int(190 / (2 * 6) * 6) == 95
+    cfg = unlearnkit.GradTauConfig(batch_size=1)  # one example per batch: n_f, n_r are the set sizes
+    assert resolve_gradtau(cfg, 6, 190).epochs == 95
+    for n_f in range(1, 60):
+        for n_r in range(3 * n_f, 400, 7):
+            assert resolve_gradtau(cfg, n_f, n_r).epochs == int(n_r / (2 * n_f) * 6)
+            assert resolve_gradtau(cfg, n_f, n_r, text=True).epochs == int(n_r / (2 * n_f))
+
+
+def test_gradtau_symmetric_hinge_is_selectable_with_set() -> None:
+    from unlearnkit.errors import ConfigError
+    from unlearnkit.pipeline import build_config_provenance
+
+    cfg, prov = build_config_provenance("gradtau", dataset="textsynth", kind="random", seed=0,
+                                        overrides={"hinge": "symmetric"})
+    assert cfg.hinge == "symmetric" and prov["hinge"]["source"] == "--set"
+    assert build_config_provenance("gradtau", dataset="textsynth", kind="random", seed=0)[0].hinge == "one_sided"
+    with pytest.raises(ConfigError, match="hinge"):
+        build_config_provenance("gradtau", dataset="textsynth", kind="random", seed=0, overrides={"hinge": "both"})
