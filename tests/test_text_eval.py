@@ -219,3 +219,19 @@ def test_gradtau_symmetric_hinge_is_selectable_with_set() -> None:
     assert build_config_provenance("gradtau", dataset="textsynth", kind="random", seed=0)[0].hinge == "one_sided"
     with pytest.raises(ConfigError, match="hinge"):
         build_config_provenance("gradtau", dataset="textsynth", kind="random", seed=0, overrides={"hinge": "both"})
+
+
+def test_make_benchmarks_md_update_replaces_or_appends_one_section() -> None:
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "make_benchmarks_md.py"
+    spec = importlib.util.spec_from_file_location("make_benchmarks_md", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    text = "# Benchmarks\n\nintro\n\n## digits\n\nd1\n\n## shapes\n\ns1\n"
+    assert mod.update(text, {}) == text
+    replaced = mod.update(text, {"digits": ["## digits", "", "d2", ""]})
+    assert replaced == "# Benchmarks\n\nintro\n\n## digits\n\nd2\n\n## shapes\n\ns1\n"
+    added = mod.update(text, {"textsynth": ["## textsynth", "", "t1", ""]})
+    assert added == text + "\n## textsynth\n\nt1\n"
