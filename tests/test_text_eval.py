@@ -148,3 +148,90 @@ def test_audit_and_ledger_refuse_multilabel_datasets(tmp_path) -> None:
              "--ids", str(ids))
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
     assert "the deletion-request ledger" in p.stderr and "multilabel task" in p.stderr
+
+
+@pytest.mark.slow
+def test_cli_bench_on_text_skips_scenarios_that_do_not_apply(tmp_path) -> None:
+    cache = ("--cache-dir", str(tmp_path / "cache"))
+    out = tmp_path / "bench"
+    p = _cli("bench", "--dataset", "textsynth:120", "--epochs", "1", "--threads", "1", *cache, "--seeds", "0",
+             "--methods", "gradtau,unsir", "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    flat = " ".join(p.stdout.split())
+    assert "warning: skipping scenario subclass: this dataset has no sub-classes" in flat
+    res = json.loads((out / "results.json").read_text())
+    assert set(res["run_info"]["skipped_scenarios"]) == {"subclass"}
+    recs = {(r["scenario"], r["method"], r.get("step", 0)): r for r in res["records"]}
+    assert {sc for sc, _, _ in recs} == {"class1", "class3", "random1", "random10", "random30", "seq_random",
+                                         "seq_class", "seq_ids"}
+    # unsir is refused by its model check (token ids have no input gradient) before it runs, as a reasoned n/a
+    assert recs["class1", "unsir", 0]["status"] == "n/a" and "discrete" in recs["class1", "unsir", 0]["reason"]
+    assert recs["random10", "unsir", 0]["status"] == "n/a"
+    # gradtau's epoch rule gives 0 epochs when three of eight classes are forgotten: an n/a row, not a crash
+    assert recs["class3", "gradtau", 0]["status"] == "n/a" and "0 epochs" in recs["class3", "gradtau", 0]["reason"]
+    for sc in ("class1", "random10", "seq_random"):
+        ok = [r for k, r in recs.items() if k[0] == sc and k[1] == "gradtau"]
+        assert ok and all(r["status"] == "ok" and r["metrics"]["avg_gap"] is not None for r in ok)
+    assert len([k for k in recs if k[0] == "seq_ids" and k[1] == "gradtau"]) == 5  # every step
+    report = (out / "report.md").read_text()
+    assert "scenario `subclass` skipped: this dataset has no sub-classes" in report
+    assert "| – | gradtau | n/a: gradtau's epoch rule" in report
+    # A scenario named explicitly that does not apply is a one-line error, before any training or file.
+    p = _cli("bench", "--dataset", "textsynth:120", "--epochs", "1", *cache, "--seeds", "0", "--methods", "gradtau",
+             "--scenarios", "random10,subclass", "--out", str(tmp_path / "b2"))
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert "scenario subclass does not apply to textsynth:120" in p.stderr and not (tmp_path / "b2").exists()
+    # Multi-label: the class scenarios do not apply; methods that do not serve the task are skipped under 'all'.
+    p = _cli("bench", "--dataset", "textsynth-multilabel:120", "--epochs", "1", *cache, "--seeds", "0",
+             "--methods", "gradtau", "--scenarios", "all", "--out", str(tmp_path / "b3"))
+    assert p.returncode == 0, p.stderr
+    res = json.loads((tmp_path / "b3" / "results.json").read_text())
+    assert set(res["run_info"]["skipped_scenarios"]) == {"class1", "class3", "subclass", "seq_class"}
+    assert all(r["status"] == "ok" for r in res["records"])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# gradtau: the epoch rule's arithmetic and the hinge from the command line
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_gradtau_epoch_rule_matches_the_notebooks_float_expression() -> None:
+    import unlearnkit
+    from unlearnkit.methods.gradtau import resolve_gradtau
+
+    # The docstring's example: n_r = 190, n_f = 6 batches; the notebooks' int(n_r / (2 * n_f) * 6) is 95 in floats.
+    assert int(190 / (2 * 6) * 6) == 95
+    cfg = unlearnkit.GradTauConfig(batch_size=1)  # one example per batch: n_f, n_r are the set sizes
+    assert resolve_gradtau(cfg, 6, 190).epochs == 95
+    for n_f in range(1, 60):
+        for n_r in range(3 * n_f, 400, 7):
+            assert resolve_gradtau(cfg, n_f, n_r).epochs == int(n_r / (2 * n_f) * 6)
+            assert resolve_gradtau(cfg, n_f, n_r, text=True).epochs == int(n_r / (2 * n_f))
+
+
+def test_gradtau_symmetric_hinge_is_selectable_with_set() -> None:
+    from unlearnkit.errors import ConfigError
+    from unlearnkit.pipeline import build_config_provenance
+
+    cfg, prov = build_config_provenance("gradtau", dataset="textsynth", kind="random", seed=0,
+                                        overrides={"hinge": "symmetric"})
+    assert cfg.hinge == "symmetric" and prov["hinge"]["source"] == "--set"
+    assert build_config_provenance("gradtau", dataset="textsynth", kind="random", seed=0)[0].hinge == "one_sided"
+    with pytest.raises(ConfigError, match="hinge"):
+        build_config_provenance("gradtau", dataset="textsynth", kind="random", seed=0, overrides={"hinge": "both"})
+
+
+def test_make_benchmarks_md_update_replaces_or_appends_one_section() -> None:
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "make_benchmarks_md.py"
+    spec = importlib.util.spec_from_file_location("make_benchmarks_md", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    text = "# Benchmarks\n\nintro\n\n## digits\n\nd1\n\n## shapes\n\ns1\n"
+    assert mod.update(text, {}) == text
+    replaced = mod.update(text, {"digits": ["## digits", "", "d2", ""]})
+    assert replaced == "# Benchmarks\n\nintro\n\n## digits\n\nd2\n\n## shapes\n\ns1\n"
+    added = mod.update(text, {"textsynth": ["## textsynth", "", "t1", ""]})
+    assert added == text + "\n## textsynth\n\nt1\n"

@@ -38,12 +38,19 @@ import numpy as np
 
 from .checkpoints import atomic_write_text
 from .distributed import barrier, broadcast_object, is_main_process
-from .errors import ConfigError, RequestError
+from .errors import (
+    ConfigError,
+    DivergedError,
+    RequestError,
+    UnlearnError,
+    UnsupportedRequestError,
+    UnsupportedTaskError,
+)
 from .methods.base import get_method
 from .pipeline import Experiment, ExperimentData
 from .requests import ForgetRequest, ForgetSplit
 
-__all__ = ["SCENARIOS", "Scenario", "render_bench_report", "run_bench"]
+__all__ = ["SCENARIOS", "Scenario", "applicable_scenarios", "render_bench_report", "run_bench"]
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,9 @@ def scenario_splits(data: ExperimentData | Experiment, sc: Scenario, seed: int) 
     """The cumulative forget/retain splits after each step of ``sc`` (one split for single-step scenarios)."""
     train = data.splits.train
     n = len(train)
+    if sc.kind in ("class", "subclass") and data.task.name != "classification":
+        raise UnsupportedTaskError(f"{sc.kind} requests are not defined on the {data.task.name} dataset "
+                                   f"{data.dataset_spec!r} (an example carries several labels)")
     if not sc.sequential:
         return [data.resolve(sc.requests[0], seed)]
     if sc.step_classes:
@@ -145,15 +155,46 @@ def _cell_done(path: Path, config: dict[str, Any] | None) -> bool:
     return isinstance(recs, list) and all(r.get("config") == config for r in recs if r.get("status") == "ok")
 
 
+def applicable_scenarios(data: ExperimentData | Experiment, scenarios: list[Scenario], seeds: list[int], *,
+                         explicit: bool = True, log: Callable[[str], None] = print
+                         ) -> tuple[dict[tuple[str, int], list[ForgetSplit]], dict[str, str]]:
+    """The splits of every scenario that applies to the dataset, on every seed, and ``{name: reason}`` of those that
+    do not (a class scenario on a multi-label dataset, ``subclass`` on a dataset without sub-classes, classes the
+    dataset lacks). A scenario that does not apply is an error when named explicitly (``explicit``) and skipped
+    with a warning line otherwise (``--scenarios all``). Everything is resolved before any training."""
+    plans: dict[tuple[str, int], list[ForgetSplit]] = {}
+    skipped: dict[str, str] = {}
+    for sc in scenarios:
+        try:
+            for s in seeds:
+                plans[(sc.name, s)] = scenario_splits(data, sc, s)
+        except (RequestError, UnsupportedRequestError) as e:
+            if explicit:
+                raise type(e)(f"scenario {sc.name} does not apply to {data.dataset_spec}: {e}") from None
+            for s in seeds:
+                plans.pop((sc.name, s), None)
+            skipped[sc.name] = str(e)
+            log(f"warning: skipping scenario {sc.name}: {e}")
+    if not any(k[0] not in skipped for k in plans):
+        raise RequestError(f"no scenario applies to {data.dataset_spec}: " +
+                           "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    return plans, skipped
+
+
 def run_bench(exp: Experiment, *, methods: list[str], scenarios: list[Scenario], seeds: list[int], out: Path,
               overrides: dict[str, dict[str, Any]] | None = None, log: Callable[[str], None] = print,
-              run_info: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run (or resume) the matrix; returns the results dict also written to ``out/results.json``."""
+              run_info: dict[str, Any] | None = None, explicit_scenarios: bool = True) -> dict[str, Any]:
+    """Run (or resume) the matrix; returns the results dict also written to ``out/results.json``.
+
+    Scenarios that do not apply to the dataset (:func:`applicable_scenarios`) raise when ``explicit_scenarios``,
+    else are skipped with a warning and listed under ``run_info["skipped_scenarios"]`` and in the report."""
     from .defaults import chosen_by_search, settings_messages
 
+    # Validate every scenario on every seed first: bad requests fail before any training (and before any file).
+    plans, skipped = applicable_scenarios(exp.data, scenarios, seeds, explicit=explicit_scenarios, log=log)
+    scenarios = [sc for sc in scenarios if sc.name not in skipped]
+    run_info = {**(run_info or {}), **({"skipped_scenarios": skipped} if skipped else {})}
     out.mkdir(parents=True, exist_ok=True)
-    # Validate every scenario on every seed first: bad requests fail before any training.
-    plans = {(sc.name, s): scenario_splits(exp.data, sc, s) for sc in scenarios for s in seeds}
     total = len(scenarios) * len(seeds) * (len(methods) + 2)
     done = 0
     for seed in seeds:
@@ -209,8 +250,19 @@ def run_bench(exp: Experiment, *, methods: list[str], scenarios: list[Scenario],
                             new_classes = (tuple(c for c in sp.forget_classes if not steps[t - 1].forget_classes
                                                  or c not in steps[t - 1].forget_classes)
                                            if sp.forget_classes and t else sp.forget_classes)
-                            res = exp.runner.run_on(cfg, model, new, sp.retain_idx, forget_classes=new_classes,
-                                                    progress=False)
+                            try:
+                                res = exp.runner.run_on(cfg, model, new, sp.retain_idx, forget_classes=new_classes,
+                                                        progress=False)
+                            except UnlearnError as e:
+                                # One cell's refusal (e.g. gradtau's epoch rule giving 0 epochs when the forget
+                                # set outweighs the retain set) or divergence is a row with its reason, not the end
+                                # of the bench; a divergence is an error row, never a result.
+                                status = "error" if isinstance(e, DivergedError) else "n/a"
+                                log(f"{sc.name} · {method} · seed {seed}"
+                                    + (f" (step {t + 1})" if sc.sequential else "") + f": {status}: {e}")
+                                recs = [{"scenario": sc.name, "method": method, "seed": seed, "step": t,
+                                         "status": status, "reason": str(e), "metrics": {}}]
+                                break
                             model, total_s = res.model, total_s + res.seconds
                             m = ev.evaluate(model, reference=ref.model, seconds=total_s,
                                             peak_memory_mb=res.peak_memory_mb,
@@ -227,7 +279,7 @@ def run_bench(exp: Experiment, *, methods: list[str], scenarios: list[Scenario],
     barrier()
     if not is_main_process():
         return {"records": [], "summary": []}
-    results = collect(out, run_info or {})
+    results = collect(out, run_info)
     render_bench_report(results, out)
     return results
 
@@ -270,9 +322,9 @@ def collect(out: Path, run_info: dict[str, Any]) -> dict[str, Any]:
             s.update(scenario=sc, step=step)
             summary.append(s)
         for r in rs:
-            if r.get("status") == "n/a" and not any(x["method"] == r["method"] and x.get("scenario") == sc
-                                                    for x in summary):
-                summary.append({"scenario": sc, "step": step, "method": r["method"], "status": "n/a",
+            if r.get("status") in ("n/a", "error") and not any(x["method"] == r["method"] and
+                                                               x.get("scenario") == sc for x in summary):
+                summary.append({"scenario": sc, "step": step, "method": r["method"], "status": r["status"],
                                 "reason": r.get("reason"), "metrics": {}})
     results = {"schema": "unlearnkit.bench/1", "run_info": run_info, "records": records, "summary": summary}
     atomic_write_text(out / "results.json", json.dumps(results, indent=1, default=_default))
@@ -297,8 +349,9 @@ def render_bench_report(results: dict[str, Any], out: Path) -> Path:
     if info:
         lines += [f"- command: `{info.get('command', '')}`", f"- dataset: {info.get('dataset', {}).get('dataset')}"
                   f" (hash {info.get('dataset', {}).get('hash')}), model: {info.get('model', {}).get('name')}",
-                  f"- seeds: {info.get('seeds')}, device: {info.get('device')}, git: {info.get('git', {}).get('sha')}",
-                  ""]
+                  f"- seeds: {info.get('seeds')}, device: {info.get('device')}, git: {info.get('git', {}).get('sha')}"]
+        lines += [f"- scenario `{k}` skipped: {v}" for k, v in (info.get("skipped_scenarios") or {}).items()]
+        lines.append("")
     scen = sorted({s["scenario"] for s in summary}, key=lambda n: list(SCENARIOS).index(n) if n in SCENARIOS else 99)
     for sc in scen:
         rows = [s for s in summary if s["scenario"] == sc]
@@ -309,7 +362,8 @@ def render_bench_report(results: dict[str, Any], out: Path) -> Path:
                   "| rank | method | avg_gap | forget_acc | retain_acc | test_acc | mia_efficacy | seconds | rte |",
                   "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
         refs = [s for s in rows if s["method"] in ("original", "retrain")]
-        ranked = sorted([s for s in rows if s["method"] not in ("original", "retrain") and s.get("status") != "n/a"],
+        ranked = sorted([s for s in rows if s["method"] not in ("original", "retrain")
+                         and s.get("status") not in ("n/a", "error")],
                         key=lambda s: s["metrics"].get("avg_gap", float("inf")))
         for i, s in enumerate(ranked, 1):
             m = s["metrics"]
@@ -321,16 +375,16 @@ def render_bench_report(results: dict[str, Any], out: Path) -> Path:
             lines.append(f"| – | *{s['method']}* | {_pm(m, 'avg_gap')} | {_pm(m, 'forget_acc', 1)} | "
                          f"{_pm(m, 'retain_acc', 1)} | {_pm(m, 'test_acc', 1)} | {_pm(m, 'mia_efficacy', 1)} | "
                          f"{_pm(m, 'seconds')} | – |")
-        na = [s for s in rows if s.get("status") == "n/a"]
+        na = [s for s in rows if s.get("status") in ("n/a", "error")]
         for s in na:
-            lines.append(f"| – | {s['method']} | n/a: {s.get('reason', '')} | | | | | | |")
+            lines.append(f"| – | {s['method']} | {s['status']}: {s.get('reason', '')} | | | | | | |")
         lines.append("")
         lines += settings_lines([r for r in results.get("records", []) if r.get("scenario") == sc
                                  and r.get("step", 0) == 0])
     # Sequential scenarios: avg_gap over steps per method.
     for sc in [s for s in scen if s in SCENARIOS and SCENARIOS[s].sequential]:
         fig, ax = new_axes()
-        meths = sorted({s["method"] for s in summary if s["scenario"] == sc and s.get("status") != "n/a"
+        meths = sorted({s["method"] for s in summary if s["scenario"] == sc and s.get("status") not in ("n/a", "error")
                         and s["method"] not in ("retrain",)})
         for meth in meths:
             pts = sorted((s["step"] + 1, s["metrics"].get("avg_gap", np.nan)) for s in summary
@@ -342,7 +396,7 @@ def render_bench_report(results: dict[str, Any], out: Path) -> Path:
     # Cost–quality across methods (single-step scenarios, mean over scenarios).
     fig, ax = new_axes()
     for sc in scen:
-        pts = [s for s in summary if s["scenario"] == sc and s.get("status") != "n/a"
+        pts = [s for s in summary if s["scenario"] == sc and s.get("status") not in ("n/a", "error")
                and s["method"] not in ("original", "retrain") and s["step"] == max(
                    x["step"] for x in summary if x["scenario"] == sc)]
         ax.scatter([max(s["metrics"].get("seconds", np.nan), 1e-3) for s in pts],

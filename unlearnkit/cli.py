@@ -667,7 +667,7 @@ def _check_overrides(overrides: dict[str, dict[str, str]], methods: list[str], d
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import _parse_scenarios, run_bench
-    from .pipeline import parse_overrides
+    from .pipeline import methods_for_task, parse_overrides
 
     if args.task == "generation":
         from .genrun import bench_generation
@@ -684,11 +684,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     _check_overrides(parse_overrides(args.set), methods, args.dataset)
     exp = _experiment(args)
     exp.progress = False  # one line per cell instead of nested bars
+    log = (lambda m: None) if args.quiet else (lambda m: _console().print(m))
+    methods = methods_for_task(methods, exp.task, explicit=args.methods.strip() != "all", log=log)
     out = Path(args.out or f"runs/bench-{args.dataset.replace(':', '_').replace('/', '_')}")
     check_output_dir(out)
-    log = (lambda m: None) if args.quiet else (lambda m: _console().print(m))
     results = run_bench(exp, methods=methods, scenarios=scenarios, seeds=args.seeds, out=out,
-                        overrides=parse_overrides(args.set), log=log, run_info=_run_info(args, exp))
+                        overrides=parse_overrides(args.set), log=log, run_info=_run_info(args, exp),
+                        explicit_scenarios=args.scenarios.strip() != "all")
     from .distributed import is_main_process
 
     if not is_main_process():

@@ -309,6 +309,7 @@ class ModelStore:
         # Originals get pgu's layer statistics (C_full) recorded by the training loop and stored beside the checkpoint.
         self.record_stats = bool(record_stats)
         self._arch: str | None = None
+        self._probe: nn.Module | None = None
 
     def kwargs(self) -> dict[str, Any]:
         """The model's options: those a text dataset names for a token model (``vocab_size``, ``pad_id``, from its
@@ -339,6 +340,16 @@ class ModelStore:
             desc = ";".join(f"{k}:{tuple(v.shape)}" for k, v in net.state_dict().items())
             self._arch = hashlib.sha256(desc.encode()).hexdigest()[:16]
         return self._arch
+
+    def model_reason(self, spec: MethodSpec) -> str | None:
+        """None if ``spec``'s model check (``MethodSpec.validate_model``) accepts this architecture; otherwise its
+        first message. The check runs on an untrained instance (it inspects structure, not weights)."""
+        if self._probe is None:
+            with torch.random.fork_rng(devices=[]):
+                s = self.data.splits
+                self._probe = build_model(self.model_name, s.input_shape, s.num_classes, **self.kwargs())
+        problems = spec.validate_model(self._probe)
+        return str(problems[0]) if problems else None
 
     def trained(self, role: str, seed: int, data: LabeledDataset, extra: dict[str, Any],
                 info: dict[str, Any] | None = None) -> TrainedModel:
@@ -547,7 +558,9 @@ class Experiment:
         return self.data.task
 
     def check_supported(self, spec: MethodSpec, split: ForgetSplit) -> str | None:
-        return check_supported(spec, split, self.data.task)
+        """:func:`check_supported` on this dataset's task, then the method's model check on this architecture
+        (e.g. ``unsir`` refuses a token-id model): the reason of an "n/a" cell, before any training."""
+        return check_supported(spec, split, self.data.task) or self.models.model_reason(spec)
 
     def resolve(self, request: str | ForgetRequest, seed: int) -> ForgetSplit:
         return self.data.resolve(request, seed)
