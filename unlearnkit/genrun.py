@@ -238,7 +238,8 @@ def _methods(spec: str) -> list[str]:
         tasks = get_method(m).tasks
         if "generation" not in tasks:
             raise UnsupportedTaskError(f"method {m!r} does not serve the 'generation' task (it serves: "
-                                       f"{', '.join(sorted(tasks))}); generation methods: "
+                                       f"{', '.join(sorted(tasks))}; it works on a classifier's outputs); "
+                                       "generation methods: "
                                        f"{', '.join(x for x in sorted(known) if 'generation' in get_method(x).tasks)}")
     return names
 
