@@ -431,9 +431,11 @@ def unlearn(model: nn.Module, *, forget: DataLoader | None, retain: DataLoader |
         raise ConfigError("pass either task= or loss_fn=, not both (a Task carries its own loss)")
     the_task = task_of_call(task, loss_fn)
     if the_task.name not in spec.tasks:
+        # The notes explain the multi-label refusals; on the generation task the reason is the same for all.
+        note = ("it works on a classifier's outputs, which a diffusion model does not have"
+                if the_task.name == "generation" else spec.task_note)
         raise UnsupportedTaskError(f"method {spec.name!r} does not serve the {the_task.name!r} task (it serves: "
-                                   f"{', '.join(sorted(spec.tasks))})" + (f"; {spec.task_note}" if spec.task_note
-                                                                            else ""))
+                                   f"{', '.join(sorted(spec.tasks))})" + (f"; {note}" if note else ""))
     strict_labels = loss_fn is None and isinstance(the_task, ClassificationTask)
     classes = tuple(sorted({int(c) for c in forget_classes})) if forget_classes is not None else None
 

@@ -29,6 +29,7 @@ seed instead (as the classification ``run`` does), at 2 trainings per seed.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import statistics
@@ -47,6 +48,7 @@ from .data import LabeledDataset, content_hash
 from .diffusion import DIGITS_RECIPE, sample, train_diffusion
 from .errors import CheckpointError, ConfigError, UnsupportedTaskError
 from .evaluation.generation import (
+    JUDGE_RECIPE,
     fa_entropy,
     fa_kept,
     fa_prob,
@@ -99,6 +101,8 @@ def add_generation_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--per-seed-models", action="store_true",
                    help="train the original and reference per --seeds entry instead of once")
     g.add_argument("--unet-ch", type=int, default=32, help="UNet base width (default 32)")
+    g.add_argument("--judge-epochs", type=int, default=JUDGE_RECIPE.epochs,
+                   help=f"training epochs of the judge cnn (default {JUDGE_RECIPE.epochs})")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -234,7 +238,8 @@ def _methods(spec: str) -> list[str]:
         tasks = get_method(m).tasks
         if "generation" not in tasks:
             raise UnsupportedTaskError(f"method {m!r} does not serve the 'generation' task (it serves: "
-                                       f"{', '.join(sorted(tasks))}); generation methods: "
+                                       f"{', '.join(sorted(tasks))}; it works on a classifier's outputs); "
+                                       "generation methods: "
                                        f"{', '.join(x for x in sorted(known) if 'generation' in get_method(x).tasks)}")
     return names
 
@@ -316,8 +321,9 @@ def run_generation(args: argparse.Namespace, *, log: Log = print) -> dict[str, A
     recipe = dict(DIGITS_RECIPE, steps=int(args.train_steps))
     store = GenModelStore(train, cache_dir=args.cache_dir, num_classes=num_classes,
                           unet_kwargs={"ch": int(args.unet_ch)}, recipe=recipe, log=log)
+    judge_recipe = dataclasses.replace(JUDGE_RECIPE, epochs=int(args.judge_epochs))
     judge = train_judge(train, num_classes=num_classes, seed=0, cache=ModelCache(args.cache_dir),
-                        dataset_hash=store.data_hash)
+                        dataset_hash=store.data_hash, recipe=judge_recipe)
     judge_acc = float((judge_probs(judge, test.x).argmax(1) == test.y).double().mean() * 100)
     log(f"judge cnn: {judge_acc:.1f}% accuracy on the real test images")
     steps = sample_steps = int(args.sampler_steps) if args.sampler == "ddim" else DiffusionTask().schedule.T
@@ -332,6 +338,7 @@ def run_generation(args: argparse.Namespace, *, log: Log = print) -> dict[str, A
                 "checkpoint_n_forget": args.checkpoint_n_forget, "checkpoint_n_per_kept": args.checkpoint_n_per_kept,
                 "checkpoint_sampler_steps": ck_steps, "recipe": recipe, "unet": store.spec(),
                 "per_seed_models": bool(args.per_seed_models), "model_seed": int(args.model_seed),
+                "judge_recipe": dataclasses.asdict(judge_recipe),
                 "overrides": overrides, "threads": torch.get_num_threads()}
     cells = out / "cells"
     records: list[dict[str, Any]] = []

@@ -297,4 +297,4 @@ register_method("salun", config_cls=SalunConfig, fn=salun,
                       "(arXiv 2310.12508)",
                 requires_forget=True, requires_retain=True, supported_requests={"class", "random", "ids", "subclass"},
                 supports_distributed=True, touches="salient", tasks={"classification", "generation"},
-                task_note="its forget loss needs class-id targets to relabel, which a multi-hot target does not have")
+                task_note="it relabels the forget set with other class ids, which a multi-hot target does not have")
