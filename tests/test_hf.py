@@ -178,7 +178,7 @@ def test_the_core_works_without_the_extra(cfg_dir) -> None:
 
 @pytest.fixture(scope="module")
 def hf_problem(cfg_dir) -> ToyProblem:
-    d = load_textsynth(200, 60, 10, seed=0)
+    d = load_textsynth(140, 60, 10, seed=0)
     tr = LabeledDataset(torch.from_numpy(d["train"][0]), torch.from_numpy(d["train"][1]))
     va = LabeledDataset(torch.from_numpy(d["val"][0]), torch.from_numpy(d["val"][1]))
     torch.manual_seed(0)
