@@ -11,7 +11,8 @@ Usage::
         --bench shapes=runs/bench-shapes --note "free text added under the title"
 
 ``--update`` keeps the other sections of the existing file (their bench folders need not exist any more) and
-replaces, or appends, only the sections named by ``--bench``; the title and notes stay as they are::
+replaces, or appends, only the sections named by ``--bench``; the title and notes stay as they are, and ``--note``
+paragraphs go under the updated section's heading::
 
     /usr/bin/time -v unlearnkit bench --dataset textsynth --seeds 0 --out runs/bench-textsynth 2> textsynth.time
     python benchmarks/make_benchmarks_md.py --update --bench textsynth=runs/bench-textsynth:textsynth.time
@@ -138,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="a finished bench output folder, optionally with its /usr/bin/time -v log")
     ap.add_argument("--table", type=Path, default=None, metavar="DIR",
                     help="print the README's compact table of one finished bench folder instead")
-    ap.add_argument("--note", action="append", default=[], help="a paragraph added under the title (repeatable)")
+    ap.add_argument("--note", action="append", default=[],
+                    help="a paragraph added under the title (with --update: under the section's heading; repeatable)")
     ap.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     ap.add_argument("--update", action="store_true",
                     help="keep the other sections of the existing --out file; replace or append only these")
@@ -151,13 +153,13 @@ def main(argv: list[str] | None = None) -> int:
     if a.update:
         if not a.out.is_file():
             ap.error(f"--update: {a.out} does not exist; run without --update to create it")
-        if a.note:
-            ap.error("--update keeps the title and notes as they are; drop --note")
         new = {}
         for spec in a.bench:
             name, _, rest = spec.partition("=")
             folder, _, tlog = rest.partition(":")
-            new[name] = section(name, Path(folder), Path(tlog) if tlog else None)
+            body = section(name, Path(folder), Path(tlog) if tlog else None)
+            # With --update the notes go under the updated section's heading (the file's title stays as it is).
+            new[name] = body[:2] + [ln for note in a.note for ln in (note, "")] + body[2:]
         tmp = a.out.with_name(a.out.name + ".tmp")
         tmp.write_text(update(a.out.read_text(), new))
         tmp.replace(a.out)
