@@ -25,6 +25,9 @@ def test_goal_notes_name_the_missed_part_with_numbers():
     assert set(notes) == {"leaky", "harmful", "both", "finetune"}  # references, the boundary and n/a rows excluded
     assert "forget acc 12.5% > 5%" in notes["leaky"] and "kept-class" not in notes["leaky"]
     assert notes["leaky"].endswith("`unlearnkit tune --methods leaky` searches its settings on a proxy request")
+    tuned = goal_notes(SUMMARY, tuned={"leaky", "finetune"})
+    assert tuned["leaky"].endswith("with the settings `unlearnkit tune` chose (tuned file)")
+    assert tuned["finetune"].endswith("(tuned file); " + get_method("finetune").class_note)
     assert "kept-class test acc 80.0%, 10.0 points below the original's 90.0%" in notes["harmful"]
     assert "forget acc" not in notes["harmful"]
     assert "forget acc 50.0%" in notes["both"] and "20.0 points below" in notes["both"]

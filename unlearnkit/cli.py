@@ -462,7 +462,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             records.append(cell(name, seed, key, _method_record))
             save_partial()
     summary = summarize(records)
-    notes = annotate(summary, request_kind=splits[seeds[0]].request.kind)
+    tuned = {r["method"] for r in records if any(p.get("source") == "tuned file"
+                                                 for p in (r.get("provenance") or {}).values())}
+    notes = annotate(summary, request_kind=splits[seeds[0]].request.kind, tuned=tuned)
     results = {"schema": "unlearnkit.results/1", "run_info": _run_info(args, exp), "records": records,
                "summary": summary}
     if ids_info is not None:

@@ -17,7 +17,7 @@ a pointer to ``unlearnkit tune``.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Collection, Mapping, MutableMapping, Sequence
 from typing import Any
 
 __all__ = ["MAX_FORGET_ACC", "MAX_KEPT_DROP", "annotate", "goal_notes"]
@@ -45,12 +45,15 @@ def _class_note(method: str) -> str:
         return ""
 
 
-def goal_notes(summary: Sequence[Mapping[str, Any]], *, request_kind: str = "class") -> dict[str, str]:
+def goal_notes(summary: Sequence[Mapping[str, Any]], *, request_kind: str = "class",
+               tuned: Collection[str] = ()) -> dict[str, str]:
     """``{method: note}`` for each method row of ``summary`` that missed the class-forgetting goal.
 
     Rows ``original``, ``retrain`` and ``noise_floor`` are references, not candidates; rows that did not run
     (``status`` other than ``"ok"``) already carry their reason. Only class requests have this goal: for another
     ``request_kind``, or when the original's row or its ``test_acc_remaining`` is missing, the result is empty.
+    ``tuned`` names the methods that ran with a tuned file's settings: their note says so instead of pointing to
+    ``unlearnkit tune``.
     """
     if request_kind != "class":
         return {}
@@ -73,15 +76,19 @@ def goal_notes(summary: Sequence[Mapping[str, Any]], *, request_kind: str = "cla
             missed.append("kept-class test acc " + ("unknown" if kept is None else
                           f"{kept:.1f}%, {base - kept:.1f} points below the original's {base:.1f}%"))
         if missed:
-            why = _class_note(method) or (f"`unlearnkit tune --methods {method}` searches its settings on a "
-                                          "proxy request")
+            why = _class_note(method)
+            if method in tuned:
+                why = "with the settings `unlearnkit tune` chose (tuned file)" + (f"; {why}" if why else "")
+            elif not why:
+                why = f"`unlearnkit tune --methods {method}` searches its settings on a proxy request"
             notes[method] = "misses the class goal: " + "; ".join(missed) + f" — {why}"
     return notes
 
 
-def annotate(summary: Sequence[MutableMapping[str, Any]], *, request_kind: str = "class") -> dict[str, str]:
+def annotate(summary: Sequence[MutableMapping[str, Any]], *, request_kind: str = "class",
+             tuned: Collection[str] = ()) -> dict[str, str]:
     """Put :func:`goal_notes` into the rows of ``summary`` (key ``"note"``) and return them."""
-    notes = goal_notes(summary, request_kind=request_kind)
+    notes = goal_notes(summary, request_kind=request_kind, tuned=tuned)
     for row in summary:
         if row.get("method") in notes:
             row["note"] = notes[str(row["method"])]
