@@ -41,6 +41,12 @@ def test_run_generation_end_to_end(tmp_path):
     assert main(argv) == 0
     again = json.loads((out / "results.json").read_text())
     assert again["records"] == res["records"]
+    # --only-cached reports what is there and computes nothing (finetune has no record yet: skipped).
+    partial = [*argv, "--only-cached", "--methods", "gradient_ascent,finetune", "--seeds", "0,1"]
+    assert main(partial) == 0
+    part = json.loads((out / "results.json").read_text())
+    assert [r["method"] for r in part["records"]] == ["original", "retrain", "gradient_ascent"]
+    assert not list((out / "cells").glob("finetune-*"))
 
 
 @pytest.mark.parametrize("extra, msg", [

@@ -101,6 +101,9 @@ def add_generation_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--per-seed-models", action="store_true",
                    help="train the original and reference per --seeds entry instead of once")
     g.add_argument("--unet-ch", type=int, default=32, help="UNet base width (default 32)")
+    g.add_argument("--only-cached", action="store_true",
+                   help="compute nothing: report the records that OUT/cells already holds for these settings and "
+                        "skip the others (to report a partial run)")
     g.add_argument("--judge-epochs", type=int, default=JUDGE_RECIPE.epochs,
                    help=f"training epochs of the judge cnn (default {JUDGE_RECIPE.epochs})")
 
@@ -348,12 +351,17 @@ def run_generation(args: argparse.Namespace, *, log: Log = print) -> dict[str, A
     # A cell's key: every setting that determines it (not the list of other methods or seeds).
     common = {k: v for k, v in settings.items() if k not in ("methods", "seeds", "overrides")}
 
-    def cell(name: str, compute: Callable[[], dict[str, Any]], config: dict | None = None) -> dict[str, Any]:
+    only_cached = bool(getattr(args, "only_cached", False))
+
+    def cell(name: str, compute: Callable[[], dict[str, Any]], config: dict | None = None) -> dict[str, Any] | None:
         key = content_hash(extra={"settings": common, "cell": name, "config": config})
         path = cells / f"{name}-{key}.json"
         if path.is_file() and not getattr(args, "fresh", False):
             log(f"reusing {path.name}")
             return json.loads(path.read_text())
+        if only_cached:
+            log(f"--only-cached: no record {name} yet, skipped")
+            return None
         rec = compute()
         atomic_write_text(path, json.dumps(rec, indent=2, sort_keys=True))
         return rec
@@ -370,7 +378,7 @@ def run_generation(args: argparse.Namespace, *, log: Log = print) -> dict[str, A
         sseed = 1000 * seed  # sampling seeds of this seed's evaluations
 
         def ref_cell(role: str, model: nn.Module, man: dict, seed: int = seed, sseed: int = sseed,
-                     retrain_seconds: float = retrain_seconds) -> dict:
+                     retrain_seconds: float = retrain_seconds) -> dict | None:
             def compute() -> dict[str, Any]:
                 log(f"scoring {role} (seed {seed})")
                 m = scorer.score(model, n_forget=args.n_forget, n_per_kept=args.n_per_kept, seed=sseed)
@@ -382,8 +390,12 @@ def run_generation(args: argparse.Namespace, *, log: Log = print) -> dict[str, A
             return cell(f"{role}-s{seed}", compute)
 
         base_rec = ref_cell("original", original, oman)
+        if base_rec is None:
+            continue
         records.append(base_rec)
-        records.append(ref_cell("retrain", reference, rman))
+        ref_rec = ref_cell("retrain", reference, rman)
+        if ref_rec is not None:
+            records.append(ref_rec)
         if seed == seeds[0]:
             grids["original"] = scorer.samples(original, [c for c in range(num_classes) for _ in range(8)], 7)
             grids["retrain"] = scorer.samples(reference, [c for c in range(num_classes) for _ in range(8)], 7)
@@ -424,6 +436,8 @@ def run_generation(args: argparse.Namespace, *, log: Log = print) -> dict[str, A
                     save_grid(out / f"samples_{m}.png", g, f"{m} (seed {seed}, {iters} iterations)")
                 return rec
             rec = cell(f"{m}-s{seed}", compute, configs[m].to_dict())
+            if rec is None:
+                continue
             records.append(rec)
             write_outputs(out, settings, records, models_info, judge_acc, real_floor, t_start)
     for role, g in grids.items():
