@@ -53,7 +53,8 @@ def test_run_generation_end_to_end(tmp_path):
     (["--methods", "svd"], "does not serve the 'generation' task"),
     (["--methods", "random_label"], "does not serve the 'generation' task"),
     (["--forget", "random:0.1"], "one whole class"),
-    (["--dataset", "shapes"], "digits"),
+    (["--dataset", "cifar10:/nowhere"], "digits (16x16) and shapes[:N]"),
+    (["--dataset", "shapes:abc"], "integer N"),
     (["--set", "sfron.n_iters=-1"], "n_iters"),
 ])
 def test_run_generation_refuses_before_work(tmp_path, capsys, extra, msg):
@@ -63,6 +64,24 @@ def test_run_generation_refuses_before_work(tmp_path, capsys, extra, msg):
     err = capsys.readouterr().err
     assert msg in err and err.count("\n") == 1
     assert not (tmp_path / "c").exists()  # refused before any model was trained
+
+
+def test_run_generation_on_shapes(tmp_path):
+    """shapes:N for generation: 3x16x16 images in [-1, 1], the same labels as the classification loader."""
+    from unlearnkit.data.loaders import load_dataset
+    from unlearnkit.data.shapes16 import load_shapes_for_diffusion
+
+    d = load_shapes_for_diffusion(60, 12, 12, seed=0)
+    assert d["train"].x.shape == (60, 3, 16, 16) and -1.0 <= float(d["train"].x.min()) <= float(d["train"].x.max()) <= 1.0
+    cls = load_dataset("shapes:60", seed=0)
+    assert d["train"].y.tolist() == cls.train.y.tolist()
+    out = tmp_path / "run"
+    tiny = [a if a != "digits" else "shapes:60" for a in TINY]
+    assert main(["run", *tiny, "--methods", "finetune", "--seeds", "0", "--out", str(out),
+                 "--cache-dir", str(tmp_path / "cache"), "--set", "finetune.epochs=1"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["settings"]["dataset"] == "shapes:60" and res["settings"]["unet"]["in_channels"] == 3
+    assert {r["method"] for r in res["records"]} == {"original", "retrain", "finetune"}
 
 
 def test_steps_to_forget_rule():

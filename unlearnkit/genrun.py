@@ -1,7 +1,8 @@
 """``unlearnkit run --task generation`` (and ``bench --task generation``): class forgetting in a class-conditional
 diffusion model, end to end (issue 17).
 
-For ``--dataset digits`` (16×16, :func:`unlearnkit.data.digits16.load_digits_for_diffusion`) and a ``class:K``
+For ``--dataset digits`` (16×16, :func:`unlearnkit.data.digits16.load_digits_for_diffusion`) or ``shapes[:N]``
+(16×16 RGB, :func:`unlearnkit.data.shapes16.load_shapes_for_diffusion`) and a ``class:K``
 request:
 
 1. the original UNet (all classes) and the retrained reference (without class K) are trained with
@@ -79,7 +80,7 @@ def add_generation_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("generation task (--task generation)")
     g.add_argument("--task", default="classification", choices=("classification", "generation"),
                    help="classification (default) or generation: class forgetting in a class-conditional diffusion "
-                        "model (digits 16x16)")
+                        "model (digits 16x16, shapes 16x16 RGB)")
     g.add_argument("--n-forget", type=int, default=500, help="generated images of the forgotten class for FA "
                                                             "(default 500, the spec's)")
     g.add_argument("--n-per-kept", type=int, default=50,
@@ -291,15 +292,34 @@ def bench_generation(args: argparse.Namespace, *, log: Log = print) -> list[dict
     return out
 
 
+def _generation_dataset(spec: str) -> Callable[[int], dict[str, LabeledDataset]]:
+    """The image loader of ``--dataset`` for generation (a function of the data seed), or a one-line error."""
+    from .data.digits16 import load_digits_for_diffusion
+    from .data.loaders import DEFAULT_SHAPES_TRAIN, shapes_sizes
+    from .data.shapes16 import load_shapes_for_diffusion
+
+    fam, _, arg = spec.partition(":")
+    if fam == "digits" and not arg:
+        return load_digits_for_diffusion
+    if fam == "shapes":
+        try:
+            n = int(arg) if arg else DEFAULT_SHAPES_TRAIN
+        except ValueError:
+            raise ConfigError(f"--dataset shapes:N needs an integer N, got {spec!r}") from None
+        if n < 10:
+            raise ConfigError(f"--dataset shapes:N needs N >= 10 training images, got {n}")
+        sizes = shapes_sizes(n)
+        return lambda seed: load_shapes_for_diffusion(*sizes, seed=seed)
+    raise ConfigError(f"--task generation supports --dataset digits (16x16) and shapes[:N] (16x16 RGB), got "
+                      f"{spec!r}")
+
+
 def run_generation(args: argparse.Namespace, *, log: Log = print) -> dict[str, Any]:
     """Run the generation experiment that ``args`` (the ``run`` parser's namespace) describes; returns results."""
-    from .data.digits16 import load_digits_for_diffusion
     from .pipeline import parse_overrides
 
     t_start = time.perf_counter()
-    fam = args.dataset.split(":", 1)[0]
-    if fam != "digits":
-        raise ConfigError(f"--task generation supports --dataset digits (16x16 digits) only, got {args.dataset!r}")
+    load_images = _generation_dataset(args.dataset)
     _check_args(args)
     num_classes = 10
     forget_class = _parse_class(args.forget, num_classes)
@@ -315,7 +335,7 @@ def run_generation(args: argparse.Namespace, *, log: Log = print) -> dict[str, A
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    d = load_digits_for_diffusion(args.data_seed)
+    d = load_images(args.data_seed)
     train, test = d["train"], d["test"]
     fmask = train.y == forget_class
     forget_set = train.subset(torch.nonzero(fmask).flatten())

@@ -1,0 +1,42 @@
+"""Shapes for diffusion: the ``shapes`` images (:mod:`unlearnkit.data.shapes`) scaled to [−1, 1] and, by default,
+area-downsampled from 32×32 to 16×16 RGB.
+
+The images, labels and split are ``load_shapes``'s for the same ``seed`` and sizes (so example ``i`` of the train
+split is the same picture as in ``load_dataset("shapes:N", seed=seed)``); only the pixels differ: the rendered
+values in [0, 1] are mapped to [−1, 1] (DDPM's data range, no standardisation) and averaged over 2×2 blocks
+(``torch.nn.functional.interpolate``, ``mode="area"``) to ``size``×``size``. 16×16 is a cost choice for a CPU
+machine (a UNet step at 32×32 costs about 4× as much); ``size=32`` keeps the full resolution. At 16×16 the
+smallest shapes (radius 5.5 px at 32) are about 3 px across their radius and the distractors 2–3 px: the task is
+harder for the judge than at 32×32, which the judge's test accuracy in every report states.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import ConfigError
+from ._split import hashed_split
+from .base import LabeledDataset
+from .shapes import render_shapes
+
+__all__ = ["load_shapes_for_diffusion"]
+
+
+def load_shapes_for_diffusion(n_train: int = 5000, n_val: int = 1000, n_test: int = 1000, seed: int = 0, *,
+                              size: int = 16) -> dict[str, LabeledDataset]:
+    """``{"train", "val", "test"}`` :class:`LabeledDataset` of ``3×size×size`` images in [−1, 1] (module doc)."""
+    if size not in (8, 16, 32):
+        raise ConfigError(f"size must be 8, 16 or 32 (32 / a power of two), got {size!r}")
+    for name, v in (("train", n_train), ("val", n_val), ("test", n_test)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ConfigError(f"shapes {name} size must be a positive int, got {v!r}")
+    n = n_train + n_val + n_test
+    img, y, _sub, _ = render_shapes(n, seed)
+    x = torch.from_numpy(img).float() * 2.0 - 1.0
+    if size != 32:
+        x = F.interpolate(x, size=(size, size), mode="area")
+    yt = torch.from_numpy(y)
+    parts = hashed_split(n, seed, [n_train, n_val, n_test])
+    return {name: LabeledDataset(x[torch.from_numpy(p)], yt[torch.from_numpy(p)], source_ids=p)
+            for name, p in zip(("train", "val", "test"), parts, strict=True)}
