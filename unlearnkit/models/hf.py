@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,23 @@ def hf_source_id(path: str) -> dict[str, str]:
     return {"source_sha256": h.hexdigest()[:16]}
 
 
+def _quiet_from_pretrained(tf: Any, path: Path, config: Any) -> tuple[nn.Module, dict]:
+    """``from_pretrained`` (safetensors only, local files only) without transformers' load report and progress
+    bar; its verbosity and bar setting are restored afterwards."""
+    log = tf.utils.logging
+    verbosity, bar = log.get_verbosity(), log.is_progress_bar_enabled()
+    log.set_verbosity_error()
+    log.disable_progress_bar()
+    try:
+        return tf.AutoModelForSequenceClassification.from_pretrained(
+            str(path), config=config, local_files_only=True, use_safetensors=True, ignore_mismatched_sizes=True,
+            output_loading_info=True)
+    finally:
+        log.set_verbosity(verbosity)
+        if bar:
+            log.enable_progress_bar()
+
+
 def hf(input_shape: tuple[int, ...], num_classes: int, *, path: str = "", vocab_size: int = 0,
        pad_id: int | None = None) -> nn.Module:
     """Builder for the registry (``--model hf:PATH``); see the module docstring."""
@@ -130,8 +148,15 @@ def hf(input_shape: tuple[int, ...], num_classes: int, *, path: str = "", vocab_
             raise IncompatibleModelError(
                 f"hf:{path}: the data's tokenizer has {vocab_size} ids but the model's vocabulary {config.vocab_size}; "
                 "tokenise with the model's own tokenizer (--tokenizer-file DIR/tokenizer.json)")
-        model = tf.AutoModelForSequenceClassification.from_pretrained(
-            str(p), config=config, local_files_only=True, use_safetensors=True, ignore_mismatched_sizes=True)
+        model, info = _quiet_from_pretrained(tf, p, config)
+        fresh = sorted(set(info.get("missing_keys") or []) | {k[0] if isinstance(k, tuple) else k
+                                                              for k in info.get("mismatched_keys") or []})
+        if fresh:
+            # transformers' own multi-line load report (printed at every build, i.e. for every reference and
+            # method) is silenced; this says the same once per process and directory.
+            warnings.warn(f"hf:{path}: {len(fresh)} tensors initialised at random for {num_classes} classes "
+                          f"({', '.join(fresh[:4])}{', ...' if len(fresh) > 4 else ''}); the rest is pretrained",
+                          UserWarning, stacklevel=2)
     else:
         if vocab_size:
             config.vocab_size = int(vocab_size)
