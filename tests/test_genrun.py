@@ -67,12 +67,13 @@ def test_run_generation_refuses_before_work(tmp_path, capsys, extra, msg):
 
 
 def test_run_generation_on_shapes(tmp_path):
-    """shapes:N for generation: 3x16x16 images in [-1, 1], the same labels as the classification loader."""
+    """shapes:N for generation: 3x32x32 images in [-1, 1], the same labels as the classification loader; the UNet
+    gets a third level at 32x32 (bottom 8x8)."""
     from unlearnkit.data.loaders import load_dataset
-    from unlearnkit.data.shapes16 import load_shapes_for_diffusion
+    from unlearnkit.data.shapes_diffusion import load_shapes_for_diffusion
 
     d = load_shapes_for_diffusion(60, 12, 12, seed=0)
-    assert d["train"].x.shape == (60, 3, 16, 16) and -1.0 <= float(d["train"].x.min()) <= float(d["train"].x.max()) <= 1.0
+    assert d["train"].x.shape == (60, 3, 32, 32) and -1.0 <= float(d["train"].x.min()) <= float(d["train"].x.max()) <= 1.0
     cls = load_dataset("shapes:60", seed=0)
     assert d["train"].y.tolist() == cls.train.y.tolist()
     out = tmp_path / "run"
@@ -81,6 +82,7 @@ def test_run_generation_on_shapes(tmp_path):
                  "--cache-dir", str(tmp_path / "cache"), "--set", "finetune.epochs=1"]) == 0
     res = json.loads((out / "results.json").read_text())
     assert res["settings"]["dataset"] == "shapes:60" and res["settings"]["unet"]["in_channels"] == 3
+    assert res["settings"]["unet"]["kwargs"]["ch_mult"] == [1, 2, 2]
     assert {r["method"] for r in res["records"]} == {"original", "retrain", "finetune"}
 
 

@@ -2,7 +2,7 @@
 diffusion model, end to end (issue 17).
 
 For ``--dataset digits`` (16×16, :func:`unlearnkit.data.digits16.load_digits_for_diffusion`) or ``shapes[:N]``
-(16×16 RGB, :func:`unlearnkit.data.shapes16.load_shapes_for_diffusion`) and a ``class:K``
+(32×32 RGB, :func:`unlearnkit.data.shapes_diffusion.load_shapes_for_diffusion`) and a ``class:K``
 request:
 
 1. the original UNet (all classes) and the retrained reference (without class K) are trained with
@@ -80,7 +80,7 @@ def add_generation_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("generation task (--task generation)")
     g.add_argument("--task", default="classification", choices=("classification", "generation"),
                    help="classification (default) or generation: class forgetting in a class-conditional diffusion "
-                        "model (digits 16x16, shapes 16x16 RGB)")
+                        "model (digits 16x16, shapes 32x32 RGB)")
     g.add_argument("--n-forget", type=int, default=500, help="generated images of the forgotten class for FA "
                                                             "(default 500, the spec's)")
     g.add_argument("--n-per-kept", type=int, default=50,
@@ -292,11 +292,22 @@ def bench_generation(args: argparse.Namespace, *, log: Log = print) -> list[dict
     return out
 
 
+def _unet_kwargs(ch: int, side: int) -> dict[str, Any]:
+    """The UNet's width and levels for ``side``×``side`` images: levels halve the side down to an 8×8 bottom, where
+    the self-attention runs (16 → two levels ``(1, 2)``, the model's default, kept implicit so the digits cache keys
+    are unchanged; 32 → ``(1, 2, 2)``: at 32×32 two levels would attend over 16×16 = 256 positions and cost
+    1.7× more per step at width 16, measured)."""
+    if side <= 16:
+        return {"ch": ch}
+    levels = max(2, (side // 8).bit_length())
+    return {"ch": ch, "ch_mult": [1] + [2] * (levels - 1)}
+
+
 def _generation_dataset(spec: str) -> Callable[[int], dict[str, LabeledDataset]]:
     """The image loader of ``--dataset`` for generation (a function of the data seed), or a one-line error."""
     from .data.digits16 import load_digits_for_diffusion
     from .data.loaders import DEFAULT_SHAPES_TRAIN, shapes_sizes
-    from .data.shapes16 import load_shapes_for_diffusion
+    from .data.shapes_diffusion import load_shapes_for_diffusion
 
     fam, _, arg = spec.partition(":")
     if fam == "digits" and not arg:
@@ -310,7 +321,7 @@ def _generation_dataset(spec: str) -> Callable[[int], dict[str, LabeledDataset]]
             raise ConfigError(f"--dataset shapes:N needs N >= 10 training images, got {n}")
         sizes = shapes_sizes(n)
         return lambda seed: load_shapes_for_diffusion(*sizes, seed=seed)
-    raise ConfigError(f"--task generation supports --dataset digits (16x16) and shapes[:N] (16x16 RGB), got "
+    raise ConfigError(f"--task generation supports --dataset digits (16x16) and shapes[:N] (32x32 RGB), got "
                       f"{spec!r}")
 
 
@@ -343,7 +354,7 @@ def run_generation(args: argparse.Namespace, *, log: Log = print) -> dict[str, A
     real_kept = retain_set  # the spec's FID reference: training images of the remaining classes
     recipe = dict(DIGITS_RECIPE, steps=int(args.train_steps))
     store = GenModelStore(train, cache_dir=args.cache_dir, num_classes=num_classes,
-                          unet_kwargs={"ch": int(args.unet_ch)}, recipe=recipe, log=log)
+                          unet_kwargs=_unet_kwargs(int(args.unet_ch), int(train.x.shape[-1])), recipe=recipe, log=log)
     judge_recipe = dataclasses.replace(JUDGE_RECIPE, epochs=int(args.judge_epochs))
     judge = train_judge(train, num_classes=num_classes, seed=0, cache=ModelCache(args.cache_dir),
                         dataset_hash=store.data_hash, recipe=judge_recipe)

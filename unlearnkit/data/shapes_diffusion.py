@@ -1,13 +1,11 @@
-"""Shapes for diffusion: the ``shapes`` images (:mod:`unlearnkit.data.shapes`) scaled to [−1, 1] and, by default,
-area-downsampled from 32×32 to 16×16 RGB.
+"""Shapes for diffusion: the ``shapes`` images (:mod:`unlearnkit.data.shapes`), 32×32 RGB, scaled to [−1, 1].
 
 The images, labels and split are ``load_shapes``'s for the same ``seed`` and sizes (so example ``i`` of the train
 split is the same picture as in ``load_dataset("shapes:N", seed=seed)``); only the pixels differ: the rendered
-values in [0, 1] are mapped to [−1, 1] (DDPM's data range, no standardisation) and averaged over 2×2 blocks
-(``torch.nn.functional.interpolate``, ``mode="area"``) to ``size``×``size``. 16×16 is a cost choice for a CPU
-machine (a UNet step at 32×32 costs about 4× as much); ``size=32`` keeps the full resolution. At 16×16 the
-smallest shapes (radius 5.5 px at 32) are about 3 px across their radius and the distractors 2–3 px: the task is
-harder for the judge than at 32×32, which the judge's test accuracy in every report states.
+values in [0, 1] are mapped to [−1, 1] (DDPM's data range, no standardisation). ``size=16`` (or 8) averages
+2×2 (4×4) blocks (``torch.nn.functional.interpolate``, ``mode="area"``) for a cheaper UNet, but loses the task: the
+judge ``cnn`` (its default recipe) scores 47% on the real 16×16 test images against 85.5% at 32×32 (data seed 0,
+5,000 training images, measured 2026-12-04), so the generation CLI uses 32×32.
 """
 
 from __future__ import annotations
@@ -24,7 +22,7 @@ __all__ = ["load_shapes_for_diffusion"]
 
 
 def load_shapes_for_diffusion(n_train: int = 5000, n_val: int = 1000, n_test: int = 1000, seed: int = 0, *,
-                              size: int = 16) -> dict[str, LabeledDataset]:
+                              size: int = 32) -> dict[str, LabeledDataset]:
     """``{"train", "val", "test"}`` :class:`LabeledDataset` of ``3×size×size`` images in [−1, 1] (module doc)."""
     if size not in (8, 16, 32):
         raise ConfigError(f"size must be 8, 16 or 32 (32 / a power of two), got {size!r}")
