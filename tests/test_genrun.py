@@ -84,6 +84,8 @@ def test_run_generation_on_shapes(tmp_path):
     assert res["settings"]["dataset"] == "shapes:60" and res["settings"]["unet"]["in_channels"] == 3
     assert res["settings"]["unet"]["kwargs"]["ch_mult"] == [1, 2, 2]
     assert {r["method"] for r in res["records"]} == {"original", "retrain", "finetune"}
+    for name in ("samples_original.png", "samples_finetune.png"):  # RGB grids
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_steps_to_forget_rule():

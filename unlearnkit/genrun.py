@@ -593,22 +593,27 @@ def plot_curves(path: Path, records: list[dict[str, Any]]) -> None:
 
 
 def save_grid(path: Path, images: torch.Tensor, title: str) -> None:
-    """A PNG of ``images`` (N, 1, H, W) in [−1, 1], 8 per row (one row per class)."""
+    """A PNG of ``images`` (N, C, H, W) in [−1, 1], C = 1 (grey) or 3 (RGB), 8 per row (one row per class)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    x = ((images.detach().cpu().float().clamp(-1, 1) + 1) / 2)[:, 0]
-    n, h, w = x.shape
+    x = ((images.detach().cpu().float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1)  # (N, H, W, C)
+    n, h, w, ch = x.shape
+    if ch not in (1, 3):
+        raise ConfigError(f"save_grid draws 1- or 3-channel images, got {ch} channels")
     cols = 8
     rows = math.ceil(n / cols)
-    canvas = torch.ones(rows * (h + 1), cols * (w + 1))
+    canvas = torch.ones(rows * (h + 1), cols * (w + 1), ch)
     for i in range(n):
         r, c = divmod(i, cols)
         canvas[r * (h + 1):r * (h + 1) + h, c * (w + 1):c * (w + 1) + w] = x[i]
-    fig, ax = plt.subplots(figsize=(cols * 0.5, rows * 0.5 + 0.4))
-    ax.imshow(canvas.numpy(), cmap="gray", vmin=0, vmax=1)
+    fig, ax = plt.subplots(figsize=(cols * 0.5 * max(1, w // 16), rows * 0.5 * max(1, h // 16) + 0.4))
+    if ch == 1:
+        ax.imshow(canvas[..., 0].numpy(), cmap="gray", vmin=0, vmax=1)
+    else:
+        ax.imshow(canvas.numpy(), vmin=0, vmax=1)
     ax.set_axis_off()
     ax.set_title(title, fontsize=8)
     _savefig(fig, path)
