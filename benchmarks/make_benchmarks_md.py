@@ -69,11 +69,12 @@ def section(name: str, out: Path, time_log: Path | None) -> list[str]:
             line = f"![{m.group(1)}]({dst.relative_to(ROOT).as_posix()})"
         body.append(re.sub(r"^## ", "### ", line))
     n_cells = len(list((out / "cells").glob("*.json")))
-    head = [f"## {name}", "",
-            f"- machine: {info.get('platform', '?')}, {info.get('cpu_count', '?')} CPUs, torch "
-            f"{info.get('versions', {}).get('torch', '?')}, {info.get('torch_threads', '?')} thread(s), "
-            f"device {info.get('device', '?')}",
-            f"- cells: {n_cells}, records: {len(res.get('records', []))}"]
+    head = [f"## {name}", ""]
+    if info:  # a generation run (genrun) has no run_info; its settings are in its report
+        head.append(f"- machine: {info.get('platform', '?')}, {info.get('cpu_count', '?')} CPUs, torch "
+                    f"{info.get('versions', {}).get('torch', '?')}, {info.get('torch_threads', '?')} thread(s), "
+                    f"device {info.get('device', '?')}")
+    head.append(f"- cells: {n_cells}, records: {len(res.get('records', []))}")
     if time_log is not None and time_log.is_file():
         head.append(f"- bench process: {_time_log(time_log)}")
     return head + body + [""]
