@@ -48,6 +48,40 @@ def test_proxy_is_disjoint_training_data_of_the_same_kind_and_size(tmp_path, req
             assert len(proxy.forget_idx) == len(real.forget_idx)
         ev = exp.data.evaluator(proxy, seed, exp.device, val_as_test=True)  # what the tuner scores with
         assert ev.sets.test is exp.splits.val and ev.sets.val is None  # val is the held-out set; test is absent
+        # The confirmation proxy: another draw, disjoint from the real request and from the search proxy.
+        conf = proxy_split(exp, real, seed, avoid=proxy, draw=1)
+        assert conf.request.kind == real.request.kind
+        assert not np.intersect1d(conf.forget_idx, real.forget_idx).size
+        assert not np.intersect1d(conf.forget_idx, proxy.forget_idx).size
+        if real.forget_classes:
+            assert not set(conf.forget_classes) & (set(real.forget_classes) | set(proxy.forget_classes))
+        else:
+            assert len(conf.forget_idx) == len(real.forget_idx)
+
+
+@pytest.mark.parametrize("confirm_best, kept", [(5.0, "untuned"), (0.5, "tuned")])
+def test_the_best_trial_is_kept_only_if_it_also_wins_on_the_confirmation_proxy(tmp_path, monkeypatch, confirm_best,
+                                                                               kept):
+    """Every suggested trial beats the untuned config on the search proxy (gap 1 vs 10); on the confirmation draw
+    the untuned config scores 1.0 and the best ``confirm_best``: the pick survives only when it wins there too."""
+    import unlearnkit.tune as tune_mod
+
+    def fake_gap(self, method, seed, values, *, confirm=False):
+        if confirm:
+            return (confirm_best if values else 1.0), 0.0
+        return (1.0 if values else 10.0), 0.0
+
+    monkeypatch.setattr(tune_mod._Proxy, "gap", fake_gap)
+    exp = _exp(tmp_path / "cache")
+    res = tune_method(exp, "finetune", "class:3", seeds=[0], out=tmp_path / "out", trials=3, log=lambda m: None)
+    assert res.confirmation == {"tuned": confirm_best, "untuned": 1.0, "kept": kept}
+    stored = json.loads(Path(res.tuned_file).read_text())
+    if kept == "untuned":
+        assert res.values == {} and res.proxy_gap == res.default_proxy_gap == 10.0
+        assert [h for h in res.history if h["chosen"]] == [h for h in res.history if h["default"]]
+    else:
+        assert res.values and res.proxy_gap == 1.0
+    assert stored["values"] == res.values and stored["confirmation"]["kept"] == kept
 
 
 def test_objective_never_reads_test(tmp_path):
