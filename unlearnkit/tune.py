@@ -269,7 +269,8 @@ def tune_method(exp: Experiment, method: str, request: str, *, seeds: list[int],
             values = {}
     history = [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
                 "default": bool(t.user_attrs.get("default")), "gap": t.user_attrs.get("gap"),
-                "cost": t.user_attrs.get("cost"), "chosen": t.number == best.number if values else bool(t.user_attrs.get("default"))}
+                "cost": t.user_attrs.get("cost"),
+                "chosen": t.number == best.number if values else bool(t.user_attrs.get("default"))}
                for t in study.trials]
     from .tuned import save_tuned
 
@@ -368,8 +369,8 @@ def write_tune_report(results: list[TuneResult], out: Path, info: dict[str, Any]
              f"Tune seeds: {info.get('seeds')}. Fresh seeds for the test gap: {info.get('eval_seeds') or 'none'}.",
              "The best trial is kept only if it also beats the untuned config on a second, disjoint proxy draw "
              "(the confirmation column: best / untuned there).",
-             "", "| method | trials | untuned proxy gap | tuned proxy gap | confirmation best / untuned | chosen values | "
-             "test avg_gap untuned | test avg_gap tuned | gradtau (untuned reference) |",
+             "", "| method | trials | untuned proxy gap | tuned proxy gap | confirmation best / untuned | "
+             "chosen values | test avg_gap untuned | test avg_gap tuned | gradtau (untuned reference) |",
              "|---|---|---|---|---|---|---|---|---|"]
 
     def f(x: Any) -> str:
