@@ -54,7 +54,7 @@ def test_run_generation_end_to_end(tmp_path):
     (["--methods", "random_label"], "does not serve the 'generation' task"),
     (["--forget", "random:0.1"], "one whole class"),
     (["--dataset", "cifar10:/nowhere"], "digits (16x16) and shapes[:N]"),
-    (["--dataset", "shapes:abc"], "integer N"),
+    (["--dataset", "shapes:abc"], "shapes:N needs a positive number of training images"),
     (["--set", "sfron.n_iters=-1"], "n_iters"),
 ])
 def test_run_generation_refuses_before_work(tmp_path, capsys, extra, msg):

@@ -306,17 +306,14 @@ def _unet_kwargs(ch: int, side: int) -> dict[str, Any]:
 def _generation_dataset(spec: str) -> Callable[[int], dict[str, LabeledDataset]]:
     """The image loader of ``--dataset`` for generation (a function of the data seed), or a one-line error."""
     from .data.digits16 import load_digits_for_diffusion
-    from .data.loaders import DEFAULT_SHAPES_TRAIN, shapes_sizes
+    from .data.loaders import DEFAULT_SHAPES_TRAIN, _train_size, shapes_sizes
     from .data.shapes_diffusion import load_shapes_for_diffusion
 
     fam, _, arg = spec.partition(":")
     if fam == "digits" and not arg:
         return load_digits_for_diffusion
     if fam == "shapes":
-        try:
-            n = int(arg) if arg else DEFAULT_SHAPES_TRAIN
-        except ValueError:
-            raise ConfigError(f"--dataset shapes:N needs an integer N, got {spec!r}") from None
+        n = _train_size(fam, arg, DEFAULT_SHAPES_TRAIN, "images", 5000)  # the classification loader's parser
         if n < 10:
             raise ConfigError(f"--dataset shapes:N needs N >= 10 training images, got {n}")
         sizes = shapes_sizes(n)
