@@ -39,7 +39,7 @@ import numpy as np
 from ..errors import DataError
 from ._split import hashed_split, standardise
 
-__all__ = ["SHAPE_CLASSES", "SUB_NAMES", "ShapesStyle", "load_shapes", "render_shapes"]
+__all__ = ["SHAPE_CLASSES", "SUB_NAMES", "ShapesStyle", "load_shapes", "render_shapes", "render_split"]
 
 SHAPE_CLASSES = ["circle", "triangle", "square", "hexagon", "star", "cross", "crescent", "arrow", "semicircle",
                  "ell"]
@@ -280,6 +280,23 @@ def render_shapes(n: int, seed: int, style: ShapesStyle | None = None) -> tuple[
     return img, y, sub, clean
 
 
+def render_split(n_train: int, n_val: int, n_test: int, seed: int, style: ShapesStyle | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Validate the sizes, render ``n_train + n_val + n_test`` images (:func:`render_shapes`) and draw the seeded
+    hashed split: ``(images in [0, 1], labels, sub-labels, [train, val, test] indices)``. Shared by
+    :func:`load_shapes` and the diffusion loader, so both see the same pictures in the same splits.
+
+    Raises:
+        DataError: A size is not a positive int.
+    """
+    for name, v in (("train", n_train), ("val", n_val), ("test", n_test)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise DataError(f"shapes {name} size must be a positive int, got {v!r}; use e.g. shapes:5000")
+    n = n_train + n_val + n_test
+    img, y, sub, _ = render_shapes(n, seed, style)
+    return img, y, sub, hashed_split(n, seed, [n_train, n_val, n_test])
+
+
 def load_shapes(n_train: int = 5000, n_val: int = 1000, n_test: int = 1000, seed: int = 0,
                 style: ShapesStyle | None = None) -> dict[str, Any]:
     """Render ``n_train + n_val + n_test`` images and split them with a seeded hashed split.
@@ -290,12 +307,7 @@ def load_shapes(n_train: int = 5000, n_val: int = 1000, n_test: int = 1000, seed
     Raises:
         DataError: A size is not a positive int.
     """
-    for name, v in (("train", n_train), ("val", n_val), ("test", n_test)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise DataError(f"shapes {name} size must be a positive int, got {v!r}; use e.g. shapes:5000")
-    n = n_train + n_val + n_test
-    img, y, sub, _ = render_shapes(n, seed, style)
-    parts = hashed_split(n, seed, [n_train, n_val, n_test])
+    img, y, sub, parts = render_split(n_train, n_val, n_test, seed, style)
     (xtr, xva, xte), mean, std = standardise(*(img[p] for p in parts))
     return {"train": (xtr, y[parts[0]], sub[parts[0]]), "val": (xva, y[parts[1]], sub[parts[1]]),
             "test": (xte, y[parts[2]], sub[parts[2]]), "mean": mean, "std": std,

@@ -14,9 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from ._split import hashed_split
 from .base import LabeledDataset
-from .shapes import render_shapes
+from .shapes import render_split
 
 __all__ = ["load_shapes_for_diffusion"]
 
@@ -26,15 +25,10 @@ def load_shapes_for_diffusion(n_train: int = 5000, n_val: int = 1000, n_test: in
     """``{"train", "val", "test"}`` :class:`LabeledDataset` of ``3×size×size`` images in [−1, 1] (module doc)."""
     if size not in (8, 16, 32):
         raise ConfigError(f"size must be 8, 16 or 32 (32 / a power of two), got {size!r}")
-    for name, v in (("train", n_train), ("val", n_val), ("test", n_test)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ConfigError(f"shapes {name} size must be a positive int, got {v!r}")
-    n = n_train + n_val + n_test
-    img, y, _sub, _ = render_shapes(n, seed)
+    img, y, _sub, parts = render_split(n_train, n_val, n_test, seed)
     x = torch.from_numpy(img).float() * 2.0 - 1.0
     if size != 32:
         x = F.interpolate(x, size=(size, size), mode="area")
     yt = torch.from_numpy(y)
-    parts = hashed_split(n, seed, [n_train, n_val, n_test])
     return {name: LabeledDataset(x[torch.from_numpy(p)], yt[torch.from_numpy(p)], source_ids=p)
             for name, p in zip(("train", "val", "test"), parts, strict=True)}
