@@ -65,8 +65,10 @@ def proxy_split(exp: Experiment, real: ForgetSplit, seed: int, *, avoid: ForgetS
             raise UnsupportedRequestError(f"tune: {req} leaves too few other classes for a proxy request of "
                                           f"{k} class(es) with at least one kept class")
         if avoid is not None and avoid.forget_classes:
-            fresh = [c for c in others if c not in set(int(x) for x in avoid.forget_classes)]
-            if len(fresh) >= k and len(others) - k >= 1:
+            # restricting the pool leaves the kept-class count (len(others) - k) as it is
+            used = {int(x) for x in avoid.forget_classes}
+            fresh = [c for c in others if c not in used]
+            if len(fresh) >= k:
                 others = fresh
         chosen = sorted(int(c) for c in rng.choice(others, size=k, replace=False))
         names = exp.splits.class_names
@@ -127,28 +129,26 @@ class _Proxy:
 
     def __init__(self, exp: Experiment, real: dict[int, ForgetSplit], seeds: list[int]) -> None:
         self.exp, self.seeds, self.real = exp, seeds, real
-        self.splits = {s: proxy_split(exp, real[s], s) for s in seeds}
         self.orig = {s: exp.original(s) for s in seeds}
-        self.ref = {s: exp.retrained(self.splits[s], s) for s in seeds}
-        # Val in the held-out role: accuracy and MIA non-members on val, never test.
-        self.ev = {s: exp.data.evaluator(self.splits[s], s, exp.device, val_as_test=True) for s in seeds}
-        self.ref_metrics = {s: self.ev[s].tier_a(self.ref[s].model) for s in seeds}
+        self._search = {s: self._prepare(proxy_split(exp, real[s], s), s) for s in seeds}
+        self._confirm: dict[int, tuple[ForgetSplit, Any, Any, dict]] = {}  # built on first use
 
-        self._confirm: dict[int, tuple[ForgetSplit, Any, Any, dict]] = {}
+    def _prepare(self, split: ForgetSplit, seed: int) -> tuple[ForgetSplit, Any, Any, dict]:
+        """``(split, its retrained reference, its val evaluator, the reference's metrics)``; val in the held-out
+        role: accuracy and MIA non-members on val, never test."""
+        ref = self.exp.retrained(split, seed)
+        ev = self.exp.data.evaluator(split, seed, self.exp.device, val_as_test=True)
+        return split, ref, ev, ev.tier_a(ref.model)
 
     def gap(self, method: str, seed: int, values: dict[str, Any], *, confirm: bool = False) -> tuple[float, float]:
         """``(proxy gap, cost)`` of one run, cost = the run's seconds / the proxy reference's training seconds;
         ``confirm``: on the confirmation proxy (a second draw, disjoint from the real request and the search proxy,
         with its own reference, trained on first use and cached like every model)."""
-        if confirm:
-            if seed not in self._confirm:
-                split = proxy_split(self.exp, self.real[seed], seed, avoid=self.splits[seed], draw=1)
-                ref = self.exp.retrained(split, seed)
-                ev = self.exp.data.evaluator(split, seed, self.exp.device, val_as_test=True)
-                self._confirm[seed] = (split, ref, ev, ev.tier_a(ref.model))
-            split, ref, ev, ref_m = self._confirm[seed]
-        else:
-            split, ref, ev, ref_m = self.splits[seed], self.ref[seed], self.ev[seed], self.ref_metrics[seed]
+        if confirm and seed not in self._confirm:
+            search_split = self._search[seed][0]
+            self._confirm[seed] = self._prepare(
+                proxy_split(self.exp, self.real[seed], seed, avoid=search_split, draw=1), seed)
+        split, ref, ev, ref_m = (self._confirm if confirm else self._search)[seed]
         cfg, _ = self.exp.config_for(method, split, seed, values, use_tuned=False)
         stats = self.orig[seed].stats_path if self.exp.models.record_stats else None
         res, _ = self.exp.run_method(method, self.orig[seed].model, split, seed, config=cfg, stats=stats)
@@ -267,6 +267,7 @@ def tune_method(exp: Experiment, method: str, request: str, *, seeds: list[int],
             + ("kept the best" if ct < cu else "kept the untuned config (the best did not carry over)"))
         if ct >= cu:
             values = {}
+    chosen_gap = float(best.value) if values else float(default_gap)
     history = [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
                 "default": bool(t.user_attrs.get("default")), "gap": t.user_attrs.get("gap"),
                 "cost": t.user_attrs.get("cost"),
@@ -276,13 +277,13 @@ def tune_method(exp: Experiment, method: str, request: str, *, seeds: list[int],
 
     path = exp.tuned_file(method, real[seeds[0]])
     save_tuned(path, values, {"method": method, "dataset": exp.dataset_spec, "dataset_hash": exp.splits.hash,
-                              "model": exp.model_name, "request": request, "proxy_gap": best.value,
+                              "model": exp.model_name, "request": request, "proxy_gap": chosen_gap,
                               "untuned_proxy_gap": default_gap, "confirmation": confirmation,
                               "tune_seeds": seeds, "cost_lambda": cost_lambda,
                               "study": str(out / "study.db"), "study_name": name})
     log(f"{method}: tuned settings written to {path} (run and bench pick them up)")
-    res = TuneResult(method, values, float(best.value) if values else float(default_gap), float(default_gap),
-                     len(study.trials), history, str(path), confirmation=confirmation)
+    res = TuneResult(method, values, chosen_gap, float(default_gap), len(study.trials), history, str(path),
+                     confirmation=confirmation)
     if eval_seeds:
         res.fresh = fr = _fresh_test_gaps(exp, method, request, values, eval_seeds, log)
         log(f"{method}: test avg_gap on fresh seeds {eval_seeds}: tuned {fr['tuned']['mean']}, untuned "
