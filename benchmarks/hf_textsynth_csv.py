@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 
+from unlearnkit.checkpoints import atomic_write_text
 from unlearnkit.data.textsynth import generate_textsynth
 
 
@@ -51,14 +52,13 @@ def main() -> None:
     texts, labels = generate_textsynth(args.n, seed=args.seed)
     synthetic = sorted({w for t in texts for w in t})
     mapping = dict(zip(synthetic, english_words(args.tokenizer_file, len(synthetic), args.seed)))
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow(["text", "label"])
+    for t, y in zip(texts, labels):
+        w.writerow([" ".join(mapping[x] for x in t), f"topic{int(y)}"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["text", "label"])
-        for t, y in zip(texts, labels):
-            w.writerow([" ".join(mapping[x] for x in t), f"topic{int(y)}"])
-    os.replace(tmp, args.out)
+    atomic_write_text(args.out, buf.getvalue())
     print(f"wrote {args.out}: {args.n} texts, {len(mapping)} distinct words")
 
 
