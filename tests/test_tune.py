@@ -82,6 +82,7 @@ def test_the_best_trial_is_kept_only_if_it_also_wins_on_the_confirmation_proxy(t
     else:
         assert res.values and res.proxy_gap == 1.0
     assert stored["values"] == res.values and stored["confirmation"]["kept"] == kept
+    assert stored["proxy_gap"] == res.proxy_gap  # the kept values' gap, not the discarded best trial's
 
 
 def test_objective_never_reads_test(tmp_path):
