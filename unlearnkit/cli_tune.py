@@ -72,7 +72,9 @@ def add_tune_parser(sub: Any, common: Any) -> None:
     p.add_argument("--trials", type=int, default=None,
                    help="trials per method, the untuned config's and resumed ones included")
     p.add_argument("--budget-minutes", type=_float, default=None, help="wall-clock budget for all methods")
-    p.add_argument("--seeds", default="0", help="tune seeds (originals and proxy draws; default 0)")
+    p.add_argument("--seeds", default="0,1", help="tune seeds: each trial is scored on one original and proxy draw "
+                                                "per seed (default 0,1: with one seed the pick can fit one "
+                                                "original's proxy and lose on the real request, README)")
     p.add_argument("--eval-seeds", default="", help="fresh seeds for the test gap of the chosen values on the real "
                                                     "request (e.g. 3,4,5; default: none)")
     p.add_argument("--cost-lambda", type=_float, default=0.0, help="objective += L x seconds / retrain seconds")
