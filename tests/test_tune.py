@@ -102,8 +102,8 @@ def test_objective_never_reads_test(tmp_path):
 
 def _tune_cmd(tmp_path: Path, trials: int) -> list[str]:
     return [sys.executable, "-m", "unlearnkit", "tune", "--dataset", "digits", "--forget", "class:3", "--methods",
-            "svd", "--trials", str(trials), "--seeds", "0", "--epochs", EPOCHS, "--out", str(tmp_path / "out"), "--cache-dir",
-            str(tmp_path / "cache")]
+            "svd", "--trials", str(trials), "--seeds", "0", "--epochs", EPOCHS, "--out", str(tmp_path / "out"),
+            "--cache-dir", str(tmp_path / "cache")]
 
 
 def _finished(db: Path) -> list[tuple[int, str]]:
