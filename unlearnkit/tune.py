@@ -392,12 +392,13 @@ def write_tune_report(results: list[TuneResult], out: Path, info: dict[str, Any]
         pts = [(h["number"], h["value"]) for h in r.history if h["state"] == "COMPLETE" and h["value"] is not None]
         if pts:
             xs, ys = zip(*pts)
-            ax.plot(xs, ys, "o", ms=3, label="trial")
+            ax.plot(xs, ys, "o", ms=3, label="completed trial")
             ax.plot(xs, np.minimum.accumulate(ys), "-", label="best so far")
             ax.legend()
         ax.set_xlabel("trial")
         ax.set_ylabel("proxy gap")
-        ax.set_title(r.method)
+        n_pruned = sum(h["state"] == "PRUNED" for h in r.history)
+        ax.set_title(f"{r.method} ({n_pruned} pruned trials not drawn)" if n_pruned else r.method)
         fig.tight_layout()
         fig.savefig(out / f"tune_history_{r.method}.png", dpi=90)
         plots += ["", f"![{r.method}](tune_history_{r.method}.png)"]
